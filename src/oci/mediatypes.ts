@@ -40,3 +40,14 @@ export const MANIFEST_ACCEPT = [
   MediaType.ociManifest,
   MediaType.dockerManifest,
 ].join(', ');
+
+/** What a blob is, in one word for messages: "fetch layer sha256:…", "verify config sha256:…". */
+export function blobKind(mt: string | undefined): 'index' | 'manifest' | 'config' | 'layer' | 'blob' {
+  if (isIndexType(mt)) return 'index';
+  if (isManifestType(mt) || mt === MediaType.dockerSchema1 || mt === MediaType.dockerSchema1Signed) return 'manifest';
+  if (mt === MediaType.ociConfig || mt === MediaType.dockerConfig) return 'config';
+  if (mt !== undefined && (mt.startsWith('application/vnd.oci.image.layer.') || mt.startsWith('application/vnd.docker.image.rootfs.'))) {
+    return 'layer';
+  }
+  return 'blob';
+}

@@ -1,0 +1,41 @@
+import type { Command } from 'commander';
+import { isS2nError } from '../errors.js';
+import type { GcOptions, GcResult } from '../store/gc.js';
+import type { ContentStore } from '../store/store.js';
+import { action } from './context.js';
+import { humanSize, info, result, warn, type Output } from './output.js';
+
+/**
+ * Runs the store's GC. With a zero timeout (rmi) a running pull makes it skip
+ * instead of wait: the blobs stay until the next prune.
+ */
+export async function collectGarbage(store: ContentStore, out: Output, opts: GcOptions): Promise<GcResult | undefined> {
+  try {
+    return await store.gc({ ...opts, onWait: (message) => info(out, message) });
+  } catch (e) {
+    if (opts.timeoutMs === 0 && isS2nError(e) && e.code === 'ELOCKED') {
+      warn(out, 'another s2n-oci process is using the store; unreferenced blobs stay until `s2n-oci prune`');
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+export function registerPrune(program: Command): void {
+  program
+    .command('prune')
+    .description('remove blobs no image refers to, and leftovers of interrupted pulls')
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (ctx, flags: { dryRun?: boolean }) => {
+        const store = await ctx.store();
+        const r = await collectGarbage(store, ctx.out, { dryRun: flags.dryRun === true });
+        if (!r) return;
+        if (ctx.out.json) return result(ctx.out, JSON.stringify(r));
+        for (const d of r.removedBlobs) result(ctx.out, `${flags.dryRun ? 'would remove' : 'removed'} ${d}`);
+        info(ctx.out, `${flags.dryRun ? 'would free' : 'freed'} ${humanSize(r.freedBytes)} in ${r.removedBlobs.length} blobs`);
+        if (r.missing.length > 0) warn(ctx.out, `${r.missing.length} referenced blobs are missing from the store: ${r.missing.join(', ')}; pull the affected images again`);
+      }),
+    );
+}

@@ -1,0 +1,316 @@
+/**
+ * Validators compiled from the vendored OCI JSON schemas (spec/), so what we
+ * accept is what the specs say rather than our reading of them. Compiled once,
+ * on first use; the schema files are the only thing this folder reads.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import AjvDraft04 from 'ajv-draft-04';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { S2nError } from '../errors.js';
+import { isDigest, shortDigest } from './digest.js';
+import { MediaType, isIndexType, isManifestType } from './mediatypes.js';
+import type { Descriptor, ImageConfig, ImageIndex, ImageManifest } from './types.js';
+
+// Both packages are CommonJS with the class/function on `.default` as well as
+// module.exports; `.default` is what TypeScript's NodeNext view types correctly.
+const Ajv = AjvDraft04.default;
+const addFormats = addFormatsModule.default;
+type AjvInstance = InstanceType<typeof Ajv>;
+
+/**
+ * The nearest ancestor of this module's folder holding `spec/image-spec`:
+ * src/oci/ under vitest and dist/src/oci/ after tsc sit at different depths.
+ */
+export function findSpecDir(start: string = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = start;
+  for (;;) {
+    const candidate = join(dir, 'spec');
+    if (existsSync(join(candidate, 'image-spec'))) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) {
+      throw new S2nError('EINTERNAL', `load schemas: no spec/image-spec folder above ${start}`, {
+        hint: 'the installation is incomplete; reinstall s2n-oci',
+      });
+    }
+    dir = parent;
+  }
+}
+
+/**
+ * Our own base URLs for the two schema folders. The image-spec files carry
+ * `id` URLs that put them at different virtual paths (…/schema/descriptor,
+ * …/schema/image/manifest, nested ids too) while referring to each other by
+ * bare file name, and the runtime-spec files have no ids at all. Both mean
+ * "the file of that name in this folder", so we drop the ids and register
+ * every file by name under one base per folder.
+ */
+const BASE = 'https://s2n-oci.invalid/spec/';
+
+/**
+ * The runtime-spec config schema refers to the Solaris, Windows, VM and z/OS
+ * sections in files that are not vendored (we only generate Linux configs);
+ * when a file is absent, its section accepts any object.
+ */
+const NON_LINUX_SECTIONS: Record<string, string> = {
+  'config-solaris.json': 'solaris',
+  'config-windows.json': 'windows',
+  'config-vm.json': 'vm',
+  'config-zos.json': 'zos',
+};
+
+/** Keywords whose values are data, not subschemas: an `id` inside them is not a schema id. */
+const DATA_KEYWORDS = new Set(['enum', 'default', 'examples', 'const', 'required']);
+
+function withoutIds(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(withoutIds);
+  if (typeof node !== 'object' || node === null) return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === 'id' && typeof v === 'string') continue;
+    out[k] = DATA_KEYWORDS.has(k) ? v : withoutIds(v);
+  }
+  return out;
+}
+
+function loadFolder(ajv: AjvInstance, specDir: string, folder: string): void {
+  const dir = join(specDir, folder);
+  const names = readdirSync(dir).filter((n) => n.endsWith('.json'));
+  for (const name of names) {
+    const json: unknown = JSON.parse(readFileSync(join(dir, name), 'utf8'));
+    ajv.addSchema(withoutIds(json) as object, `${BASE}${folder}/${name}`);
+  }
+  if (folder === 'runtime-spec') {
+    for (const [name, section] of Object.entries(NON_LINUX_SECTIONS)) {
+      if (!names.includes(name)) ajv.addSchema({ [section]: { type: 'object' } }, `${BASE}${folder}/${name}`);
+    }
+  }
+}
+
+let ajvInstance: AjvInstance | undefined;
+
+function getAjv(): AjvInstance {
+  if (ajvInstance === undefined) {
+    // strict mode is for schemas we write; these are vendored as published.
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    addFormats(ajv);
+    const specDir = findSpecDir();
+    loadFolder(ajv, specDir, 'image-spec');
+    loadFolder(ajv, specDir, 'runtime-spec');
+    ajvInstance = ajv;
+  }
+  return ajvInstance;
+}
+
+/** A validator compiled on first call. Missing $refs throw here, not at import. */
+function lazy<T>(file: string): () => ValidateFunction<T> {
+  let fn: ValidateFunction<T> | undefined;
+  return () => {
+    if (fn === undefined) {
+      const ajv = getAjv();
+      const schema = ajv.getSchema<T>(`${BASE}${file}`);
+      if (schema === undefined) {
+        throw new S2nError('EINTERNAL', `load schemas: ${file} is missing`, {
+          hint: 'the installation is incomplete; reinstall s2n-oci',
+        });
+      }
+      fn = schema;
+    }
+    return fn;
+  };
+}
+
+const manifestValidator = lazy<ImageManifest>('image-spec/image-manifest-schema.json');
+const indexValidator = lazy<ImageIndex>('image-spec/image-index-schema.json');
+const configValidator = lazy<ImageConfig>('image-spec/config-schema.json');
+const runtimeConfigValidator = lazy<unknown>('runtime-spec/config-schema.json');
+
+/** Compile every validator now (tests, and to fail fast on a broken install). */
+export function compileAllSchemas(): void {
+  manifestValidator();
+  indexValidator();
+  configValidator();
+  runtimeConfigValidator();
+  lazy<unknown>('runtime-spec/state-schema.json')();
+  lazy<unknown>('runtime-spec/features-schema.json')();
+  lazy<unknown>('image-spec/image-layout-schema.json')();
+  lazy<unknown>('image-spec/content-descriptor.json')();
+}
+
+function describeError(e: ErrorObject): string {
+  const at = e.instancePath === '' ? '(root)' : e.instancePath;
+  let detail = e.message ?? 'is invalid';
+  const params: Record<string, unknown> = e.params;
+  if (e.keyword === 'enum' && Array.isArray(params['allowedValues'])) {
+    detail += ` (${params['allowedValues'].map((v) => JSON.stringify(v)).join(', ')})`;
+  } else if (e.keyword === 'additionalProperties' && typeof params['additionalProperty'] === 'string') {
+    detail += ` ("${params['additionalProperty']}")`;
+  }
+  return `${at} ${detail}`;
+}
+
+/** The first three problems, readable: "/layers/0/digest must match pattern …". */
+export function describeErrors(errors: readonly ErrorObject[] | null | undefined): string {
+  const list = errors ?? [];
+  if (list.length === 0) return 'does not match its schema';
+  const shown = list.slice(0, 3).map(describeError).join('; ');
+  return list.length > 3 ? `${shown} (and ${list.length - 3} more)` : shown;
+}
+
+const MALFORMED_HINT = 'the image is malformed; ask its publisher or try another tag';
+
+function malformed(kind: string, what: string, detail: string): S2nError {
+  return new S2nError('EMANIFEST', `invalid ${kind} ${what}: ${detail}`, {
+    hint: MALFORMED_HINT,
+    context: { what },
+  });
+}
+
+/** Size checks the schemas leave out (they allow any int64). */
+function descriptorProblem(d: Descriptor, path: string, needDigest: boolean): string | undefined {
+  if (d.size < 0) return `${path}/size must be >= 0`;
+  if (!Number.isSafeInteger(d.size)) return `${path}/size is too large`;
+  // Blobs we fetch must have a digest we can check; the schema's pattern admits any algorithm.
+  if (needDigest && !isDigest(d.digest)) return `${path}/digest must be sha256:<64 hex> or sha512:<128 hex>`;
+  return undefined;
+}
+
+export function validateManifest(x: unknown, ctx: { what: string }): ImageManifest {
+  const v = manifestValidator();
+  if (!v(x)) throw malformed('image manifest', ctx.what, describeErrors(v.errors));
+  if (x.mediaType !== undefined && !isManifestType(x.mediaType)) {
+    throw malformed('image manifest', ctx.what, `mediaType "${x.mediaType}" is not an image manifest type`);
+  }
+  const problem =
+    descriptorProblem(x.config, '/config', true) ??
+    x.layers.map((l, i) => descriptorProblem(l, `/layers/${i}`, true)).find((p) => p !== undefined);
+  if (problem !== undefined) throw malformed('image manifest', ctx.what, problem);
+  return x;
+}
+
+export function validateIndex(x: unknown, ctx: { what: string }): ImageIndex {
+  const v = indexValidator();
+  if (!v(x)) throw malformed('image index', ctx.what, describeErrors(v.errors));
+  if (x.mediaType !== undefined && !isIndexType(x.mediaType)) {
+    throw malformed('image index', ctx.what, `mediaType "${x.mediaType}" is not an image index type`);
+  }
+  // Only the entry we select gets fetched; its digest is checked then.
+  const problem = x.manifests.map((m, i) => descriptorProblem(m, `/manifests/${i}`, false)).find((p) => p !== undefined);
+  if (problem !== undefined) throw malformed('image index', ctx.what, problem);
+  return x;
+}
+
+/**
+ * Docker writes Go's nil slices and maps in the container config as `null`
+ * (`"Env": null`, `"ExposedPorts": null`); they mean "not set", so we drop
+ * them before validating rather than refuse most Docker-built images.
+ */
+function withoutNullConfigFields(x: unknown): unknown {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return x;
+  const doc = x as Record<string, unknown>;
+  const config = doc['config'];
+  if (config === null) {
+    const { config: _dropped, ...rest } = doc;
+    return rest;
+  }
+  if (typeof config !== 'object' || Array.isArray(config)) return x;
+  const cleaned = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== null));
+  return { ...doc, config: cleaned };
+}
+
+export function validateImageConfig(x: unknown, ctx: { what: string }): ImageConfig {
+  const doc = withoutNullConfigFields(x);
+  const v = configValidator();
+  if (!v(doc)) throw malformed('image config', ctx.what, describeErrors(v.errors));
+  const bad = doc.rootfs.diff_ids.findIndex((d) => !isDigest(d));
+  if (bad >= 0) throw malformed('image config', ctx.what, `/rootfs/diff_ids/${bad} must be sha256:<64 hex> or sha512:<128 hex>`);
+  return doc;
+}
+
+/** Check a runtime-spec config.json we generated; a failure is our bug. */
+export function validateRuntimeConfig(x: unknown): void {
+  const v = runtimeConfigValidator();
+  if (!v(x)) {
+    throw new S2nError('EINTERNAL', `validate runtime config: ${describeErrors(v.errors)}`, {
+      hint: 'this is a bug in s2n-oci; please report it with the command you ran',
+    });
+  }
+}
+
+export type ManifestBlob = { kind: 'index'; index: ImageIndex } | { kind: 'manifest'; manifest: ImageManifest };
+
+const SCHEMA1_TYPES: ReadonlySet<string> = new Set([MediaType.dockerSchema1, MediaType.dockerSchema1Signed]);
+
+function isKnownManifestOrIndex(mt: string | undefined): mt is string {
+  return isManifestType(mt) || isIndexType(mt);
+}
+
+/**
+ * Parse and validate manifest bytes (already digest-verified) and say whether
+ * they are an index or a single-image manifest: by the body's mediaType, else
+ * the descriptor's, else by shape. Docker schema1 is refused with ESCHEMA1.
+ */
+export function parseManifestBlob(bytes: Buffer, desc: Descriptor, ctx: { reference: string }): ManifestBlob {
+  const what = `${shortDigest(desc.digest)} of ${ctx.reference}`;
+  const context = { reference: ctx.reference, digest: desc.digest, mediaType: desc.mediaType };
+
+  let body: unknown;
+  try {
+    body = JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw new S2nError('EMANIFEST', `parse manifest ${what}: not valid JSON (${(e as Error).message})`, {
+      hint: MALFORMED_HINT,
+      cause: e,
+      context,
+    });
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new S2nError('EMANIFEST', `parse manifest ${what}: expected a JSON object`, { hint: MALFORMED_HINT, context });
+  }
+  const doc = body as Record<string, unknown>;
+  const bodyType = typeof doc['mediaType'] === 'string' ? doc['mediaType'] : undefined;
+
+  if (
+    doc['schemaVersion'] === 1 ||
+    Array.isArray(doc['fsLayers']) ||
+    (bodyType !== undefined && SCHEMA1_TYPES.has(bodyType)) ||
+    SCHEMA1_TYPES.has(desc.mediaType)
+  ) {
+    throw new S2nError('ESCHEMA1', `${ctx.reference} uses the Docker schema1 manifest format, which s2n-oci does not support`, {
+      hint: 'schema1 is deprecated since 2017; re-push the image with a current docker/podman/skopeo',
+      context,
+    });
+  }
+
+  if (bodyType !== undefined && !isKnownManifestOrIndex(bodyType)) {
+    throw new S2nError('EMANIFEST', `parse manifest ${what}: unsupported media type "${bodyType}"`, {
+      hint: 's2n-oci reads OCI image manifests and indexes, and Docker schema2 manifests and manifest lists',
+      context,
+    });
+  }
+  // The descriptor vouches for the type; content claiming another is not what was asked for.
+  if (bodyType !== undefined && isKnownManifestOrIndex(desc.mediaType) && bodyType !== desc.mediaType) {
+    throw new S2nError('EMANIFEST', `parse manifest ${what}: content says mediaType "${bodyType}" but was served as "${desc.mediaType}"`, {
+      hint: MALFORMED_HINT,
+      context,
+    });
+  }
+
+  let isIndex: boolean;
+  const declared = bodyType ?? (isKnownManifestOrIndex(desc.mediaType) ? desc.mediaType : undefined);
+  if (declared !== undefined) isIndex = isIndexType(declared);
+  else if (Array.isArray(doc['manifests'])) isIndex = true;
+  else if (Array.isArray(doc['layers']) || doc['config'] !== undefined) isIndex = false;
+  else {
+    throw new S2nError('EMANIFEST', `parse manifest ${what}: neither an image manifest nor an index (no mediaType, no "manifests" or "layers")`, {
+      hint: MALFORMED_HINT,
+      context,
+    });
+  }
+
+  return isIndex
+    ? { kind: 'index', index: validateIndex(body, { what }) }
+    : { kind: 'manifest', manifest: validateManifest(body, { what }) };
+}

@@ -1,0 +1,465 @@
+/**
+ * A small typed OCI distribution client for one registry: ping, manifests,
+ * blobs. It wires the transport (scheme, TLS, proxy), the auth resolver
+ * (challenges, tokens), retries and mirrors together; each of those lives in
+ * its own file. Pulls try the configured mirrors first and fall back to the
+ * registry itself. Push will reuse `exchange`/`request` (auth, endpoint
+ * choice) with its own non-retried methods.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { S2nError } from '../../errors.js';
+import { isDigest, parseDigest } from '../../oci/digest.js';
+import { MANIFEST_ACCEPT, MediaType } from '../../oci/mediatypes.js';
+import { registryApiHost } from '../../oci/reference.js';
+import type { Descriptor, Digest } from '../../oci/types.js';
+import { AuthResolver, type CredentialLookup } from './auth.js';
+import { loadRegistriesConfig, registryEntry, type RegistriesConfig, type RegistriesConfigOptions } from './config.js';
+import {
+  abandon,
+  discard,
+  headerValue,
+  headerValues,
+  makeSender,
+  printableUrl,
+  readLimited,
+  statusError,
+  type HttpMethod,
+  type HttpResponse,
+  type HttpSend,
+  type RequestContext,
+} from './http.js';
+import { normalizeRegistry } from './hosts.js';
+import { openResumable } from './resumable.js';
+import { retryPolicy, withRetry, type RetryOptions, type RetryPolicy } from './retry.js';
+import { Transport, type Endpoint } from './transport.js';
+
+export interface RegistryClientOptions {
+  /** Shared connections; default a new Transport owned (and closed) by this client. */
+  transport?: Transport;
+  /** Default: loaded from registries.json and daemon.json on first use. */
+  config?: RegistriesConfig;
+  configOptions?: RegistriesConfigOptions;
+  /** Default: auth files and credential helpers. Pass a fixed lookup to verify a login. */
+  credentials?: CredentialLookup;
+  auth?: AuthResolver;
+  retry?: RetryOptions;
+  /** Try configured mirrors before the registry for pulls (default true). */
+  mirrors?: boolean;
+  /** Non-fatal surprises: a mirror that failed, a digest header that lies. */
+  onWarning?: (message: string) => void;
+  /** Injectable for tests; default undici through the transport. */
+  send?: HttpSend;
+}
+
+export interface GetManifestOptions {
+  /** Default MANIFEST_ACCEPT. */
+  accept?: string;
+  /** Bodies larger than this are refused with ELIMIT. */
+  maxBytes: number;
+  signal?: AbortSignal;
+}
+
+export interface ManifestResponse {
+  /** mediaType from Content-Type; digest computed from the body; size of the body. */
+  descriptor: Descriptor;
+  body: Buffer;
+}
+
+export interface GetBlobOptions {
+  signal?: AbortSignal;
+  onResume?: (offset: number, cause: unknown) => void;
+}
+
+export interface PingResult {
+  /** The origin that answered, e.g. `https://registry-1.docker.io`. */
+  origin: string;
+  /** `Docker-Distribution-API-Version`, when sent. */
+  apiVersion: string | undefined;
+}
+
+/** One place to send requests to: the registry or one of its mirrors. */
+interface Target {
+  /** Key for credentials, tokens and config: `docker.io`, `mirror.local:5000`. */
+  registry: string;
+  /** Repository prefix on a mirror, '' otherwise. */
+  pathPrefix: string;
+  candidates: Endpoint[];
+  /** The candidate that answered first; later requests go straight there. */
+  chosen: Endpoint | undefined;
+  insecure: boolean;
+  mirror: boolean;
+}
+
+interface Exchange {
+  method: HttpMethod;
+  /** Path under the origin, starting with /v2/. */
+  path: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** Token scopes (`repository:NAME:pull`). */
+  scopes: string[];
+  signal?: AbortSignal | undefined;
+  action: string;
+  ctx: RequestContext;
+}
+
+const MAX_REDIRECTS = 5;
+
+function isRedirect(s: number): boolean {
+  return s === 301 || s === 302 || s === 303 || s === 307 || s === 308;
+}
+
+function hashOf(algorithm: string, data: Buffer): Digest {
+  return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
+}
+
+/** Content-Type without parameters; when absent or generic, the body's own mediaType. */
+function manifestMediaType(contentType: string | undefined, body: Buffer): string {
+  const ct = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (ct !== '' && ct !== 'application/octet-stream' && ct !== 'text/plain') return ct;
+  try {
+    const doc = JSON.parse(body.toString('utf8')) as { mediaType?: unknown; schemaVersion?: unknown };
+    if (typeof doc.mediaType === 'string') return doc.mediaType;
+    if (doc.schemaVersion === 1) return MediaType.dockerSchema1;
+  } catch {
+    // Not JSON: whatever the header said; validation in copy.ts will refuse it.
+  }
+  return ct;
+}
+
+const REPOSITORY_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+const TAG_RE = /^\w[\w.-]{0,127}$/;
+
+/** Names become URL paths: refuse anything the reference grammar would not produce. */
+function checkNames(registry: string, repository: string, reference?: string): void {
+  if (!REPOSITORY_RE.test(repository)) {
+    throw new S2nError('EREFERENCE', `use repository "${repository}": not a valid repository name`, {
+      hint: 'repository names are lowercase path components separated by /',
+      context: { registry, repository },
+    });
+  }
+  if (reference !== undefined && !reference.includes(':') && !TAG_RE.test(reference)) {
+    throw new S2nError('EREFERENCE', `use tag "${reference}": not a valid tag`, {
+      hint: 'tags are up to 128 letters, digits, _, . and -, not starting with . or -',
+      context: { registry, repository, reference },
+    });
+  }
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+export class RegistryClient {
+  /** The registry as references name it: `docker.io`, `localhost:5000`. */
+  readonly registry: string;
+  private readonly transport: Transport;
+  private readonly ownsTransport: boolean;
+  private readonly send: HttpSend;
+  private readonly auth: AuthResolver;
+  private readonly retry: RetryPolicy;
+  private readonly o: RegistryClientOptions;
+  private targetsP: Promise<{ origin: Target; mirrors: Target[] }> | undefined;
+
+  constructor(registry: string, o: RegistryClientOptions = {}) {
+    this.registry = normalizeRegistry(registry);
+    this.o = o;
+    this.ownsTransport = o.transport === undefined;
+    this.transport = o.transport ?? new Transport();
+    this.send = o.send ?? makeSender(this.transport);
+    this.retry = retryPolicy(o.retry);
+    this.auth = o.auth ?? new AuthResolver({ send: this.send, retry: this.retry, ...(o.credentials ? { credentials: o.credentials } : {}) });
+  }
+
+  private warn(msg: string): void {
+    this.o.onWarning?.(msg);
+  }
+
+  private targets(): Promise<{ origin: Target; mirrors: Target[] }> {
+    this.targetsP ??= this.buildTargets();
+    this.targetsP.catch(() => (this.targetsP = undefined));
+    return this.targetsP;
+  }
+
+  private async buildTargets(): Promise<{ origin: Target; mirrors: Target[] }> {
+    const cfg = this.o.config ?? (await loadRegistriesConfig(this.o.configOptions));
+    const entry = registryEntry(cfg, this.registry);
+    if (entry.blocked) {
+      throw new S2nError('EDENIED', `access ${this.registry}: the registry is blocked by configuration`, {
+        hint: `remove "blocked" for ${this.registry} from ${cfg.sources.join(' or ') || 'registries.json'}`,
+        context: { registry: this.registry },
+      });
+    }
+    const origin: Target = {
+      registry: this.registry,
+      pathPrefix: '',
+      candidates: await this.transport.endpoints(registryApiHost(this.registry), { insecure: entry.insecure }),
+      chosen: undefined,
+      insecure: entry.insecure,
+      mirror: false,
+    };
+    const mirrors: Target[] = [];
+    if (this.o.mirrors !== false) {
+      for (const m of entry.mirrors) {
+        const insecure = registryEntry(cfg, m.host).insecure;
+        mirrors.push({
+          registry: normalizeRegistry(m.host),
+          pathPrefix: m.pathPrefix,
+          candidates: await this.transport.endpoints(m.host, { insecure, ...(m.scheme ? { scheme: m.scheme } : {}) }),
+          chosen: undefined,
+          insecure,
+          mirror: true,
+        });
+      }
+    }
+    return { origin, mirrors };
+  }
+
+  /** Sends to the target's chosen endpoint, or tries its candidates (insecure: HTTPS, then HTTP). */
+  private async sendTo(t: Target, x: Exchange, headers: Record<string, string>): Promise<HttpResponse> {
+    const go = (ep: Endpoint): Promise<HttpResponse> =>
+      this.send({
+        method: x.method,
+        url: new URL(x.path, ep.origin),
+        headers,
+        ...(x.body !== undefined ? { body: x.body } : {}),
+        registry: t.registry,
+        ...(ep.skipVerify ? { skipVerify: true } : {}),
+        ...(x.signal ? { signal: x.signal } : {}),
+        action: x.action,
+        context: x.ctx,
+      });
+    if (t.chosen) return go(t.chosen);
+    let last: unknown;
+    for (const ep of t.candidates) {
+      try {
+        const r = await go(ep);
+        t.chosen = ep;
+        return r;
+      } catch (e) {
+        // Only a failure to connect or to shake hands moves on to the next scheme.
+        if (!(e instanceof S2nError) || (e.code !== 'ENETWORK' && e.code !== 'ETLS')) throw e;
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  /**
+   * One authenticated exchange: send with what the auth resolver already
+   * knows; on 401 answer the challenge and send once more. A second 401 is
+   * EUNAUTHORIZED. Returns the response and the headers that got it.
+   */
+  private async exchange(t: Target, x: Exchange): Promise<{ res: HttpResponse; headers: Record<string, string> }> {
+    const ao = { insecure: t.insecure, ...(x.signal ? { signal: x.signal } : {}) };
+    const before = await this.auth.authorize(t.registry, x.scopes, ao);
+    let headers = { ...x.headers, ...(before ? { authorization: before } : {}) };
+    let res = await this.sendTo(t, x, headers);
+    if (res.status !== 401) return { res, headers };
+    const www = headerValues(res.headers, 'www-authenticate');
+    if (www.length === 0) throw this.auth.unauthorized(await statusError(res, x.action, x.ctx), t.registry);
+    await discard(res.body);
+    let after: string;
+    try {
+      after = await this.auth.challenged(t.registry, www, x.scopes, before, ao);
+    } catch (e) {
+      throw e instanceof S2nError ? e.withPrefix(x.action, { ...x.ctx }) : e;
+    }
+    headers = { ...x.headers, authorization: after };
+    res = await this.sendTo(t, x, headers);
+    if (res.status === 401) throw this.auth.unauthorized(await statusError(res, x.action, x.ctx), t.registry);
+    return { res, headers };
+  }
+
+  /**
+   * GET with retries, following redirects by hand: the Authorization header
+   * goes only to the registry's own origin, never to blob storage elsewhere.
+   */
+  private async get(t: Target, x: Omit<Exchange, 'method'>, ok: (status: number) => boolean): Promise<HttpResponse> {
+    return withRetry(
+      async () => {
+        const ex = await this.exchange(t, { ...x, method: 'GET' });
+        let res = ex.res;
+        const origin = res.url.origin;
+        for (let hops = 0; isRedirect(res.status); hops++) {
+          const loc = headerValue(res.headers, 'location');
+          await discard(res.body);
+          if (loc === undefined || hops >= MAX_REDIRECTS) {
+            throw new S2nError('EREGISTRY', `${x.action}: ${loc === undefined ? 'redirect without Location' : 'too many redirects'}`, {
+              context: { ...x.ctx, url: printableUrl(res.url), status: res.status },
+            });
+          }
+          const next = new URL(loc, res.url);
+          const headers = { ...ex.headers };
+          if (next.origin !== origin) delete headers.authorization;
+          res = await this.send({
+            method: 'GET',
+            url: next,
+            headers,
+            registry: t.registry,
+            ...(t.chosen?.skipVerify ? { skipVerify: true } : {}),
+            ...(x.signal ? { signal: x.signal } : {}),
+            action: x.action,
+            context: x.ctx,
+          });
+        }
+        if (ok(res.status)) return res;
+        throw await statusError(res, x.action, x.ctx);
+      },
+      this.retry,
+      x.signal,
+    );
+  }
+
+  /** Runs `fn` against each mirror, then the registry; the registry's failure is the one reported. */
+  private async pull<T>(signal: AbortSignal | undefined, fn: (t: Target) => Promise<T>): Promise<T> {
+    const { origin, mirrors } = await this.targets();
+    const failed: Array<{ mirror: string; error: string }> = [];
+    for (const m of mirrors) {
+      try {
+        return await fn(m);
+      } catch (e) {
+        if (isAborted(signal)) throw e;
+        const msg = e instanceof Error ? e.message : String(e);
+        failed.push({ mirror: m.registry, error: msg });
+        this.warn(`mirror ${m.registry} failed, trying the next source: ${msg}`);
+      }
+    }
+    try {
+      return await fn(origin);
+    } catch (e) {
+      if (failed.length > 0 && e instanceof S2nError) {
+        throw new S2nError(e.code, e.message, { hint: e.hint, cause: e.cause, context: { ...e.context, mirrors: failed } });
+      }
+      throw e;
+    }
+  }
+
+  private repoOn(t: Target, repository: string): string {
+    return t.pathPrefix ? `${t.pathPrefix}/${repository}` : repository;
+  }
+
+  /** GET /v2/: is the registry there, and do our credentials (if any) work? */
+  async ping(o: { signal?: AbortSignal } = {}): Promise<PingResult> {
+    const { origin } = await this.targets();
+    const action = `ping registry ${this.registry}`;
+    const res = await this.get(origin, { path: '/v2/', scopes: [], signal: o.signal, action, ctx: { registry: this.registry } }, (s) => s === 200);
+    await discard(res.body);
+    return { origin: res.url.origin, apiVersion: headerValue(res.headers, 'docker-distribution-api-version') };
+  }
+
+  /**
+   * The manifest `reference` (tag or digest) of `repository`, read whole.
+   * By digest the body must hash to it (EDIGEST otherwise); by tag the
+   * digest is computed from the body, and a disagreeing Docker-Content-Digest
+   * header only earns a warning.
+   */
+  async getManifest(repository: string, reference: string, o: GetManifestOptions): Promise<ManifestResponse> {
+    checkNames(this.registry, repository, reference);
+    const byDigest = reference.includes(':');
+    const expected = byDigest ? parseDigest(reference) : undefined;
+    const action = `fetch manifest ${this.registry}/${repository}${byDigest ? '@' : ':'}${reference}`;
+    const ctx: RequestContext = { registry: this.registry, repository, reference };
+    return this.pull(o.signal, async (t) => {
+      const repo = this.repoOn(t, repository);
+      const res = await this.get(
+        t,
+        {
+          path: `/v2/${repo}/manifests/${reference}`,
+          headers: { accept: o.accept ?? MANIFEST_ACCEPT },
+          scopes: [`repository:${repo}:pull`],
+          signal: o.signal,
+          action,
+          ctx,
+        },
+        (s) => s === 200,
+      );
+      const tooBig = (): S2nError =>
+        new S2nError('ELIMIT', `${action}: manifest larger than ${o.maxBytes} bytes`, {
+          hint: 'manifests are small JSON documents; this registry sent something else',
+          context: { ...ctx, url: printableUrl(res.url), limit: o.maxBytes },
+        });
+      const declared = Number(headerValue(res.headers, 'content-length') ?? NaN);
+      if (declared > o.maxBytes) {
+        abandon(res.body);
+        throw tooBig();
+      }
+      const body = await readLimited(res.body, o.maxBytes, tooBig);
+      const mediaType = manifestMediaType(headerValue(res.headers, 'content-type'), body);
+      let digest: Digest;
+      if (expected !== undefined) {
+        digest = hashOf(expected.algorithm, body);
+        if (digest !== reference) {
+          throw new S2nError('EDIGEST', `${action}: the registry sent content with digest ${digest}`, {
+            hint: 'the registry or a proxy in between served the wrong content',
+            context: { ...ctx, url: printableUrl(res.url), expected: reference, actual: digest },
+          });
+        }
+      } else {
+        digest = hashOf('sha256', body);
+        const claimed = headerValue(res.headers, 'docker-content-digest');
+        if (claimed !== undefined && isDigest(claimed) && claimed.startsWith('sha256:') && claimed !== digest) {
+          this.warn(`${action}: Docker-Content-Digest ${claimed} does not match the body (${digest}); using the body's digest`);
+        }
+      }
+      return { descriptor: { mediaType, digest, size: body.length }, body };
+    });
+  }
+
+  /**
+   * The blob `desc` of `repository` as a stream that resumes with Range
+   * requests when the connection drops. Raw bytes: the caller verifies.
+   */
+  async getBlob(repository: string, desc: Descriptor, o: GetBlobOptions = {}): Promise<Readable> {
+    checkNames(this.registry, repository);
+    parseDigest(desc.digest); // the digest becomes part of a URL path: it must be well-formed
+    const action = `fetch blob ${this.registry}/${repository}@${desc.digest}`;
+    const ctx: RequestContext = { registry: this.registry, repository, digest: desc.digest };
+    return this.pull(o.signal, async (t) => {
+      const repo = this.repoOn(t, repository);
+      const open = async (offset: number): Promise<{ body: HttpResponse['body']; skip: number }> => {
+        const res = await this.get(
+          t,
+          {
+            path: `/v2/${repo}/blobs/${desc.digest}`,
+            headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+            scopes: [`repository:${repo}:pull`],
+            signal: o.signal,
+            action,
+            ctx,
+          },
+          (s) => s === 200 || (offset > 0 && s === 206),
+        );
+        if (res.status === 200) return { body: res.body, skip: offset };
+        const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(headerValue(res.headers, 'content-range') ?? '');
+        if (range === null || Number(range[1]) !== offset) {
+          abandon(res.body);
+          throw new S2nError('EREGISTRY', `${action}: resume at byte ${offset} got Content-Range "${headerValue(res.headers, 'content-range') ?? ''}"`, {
+            hint: 'the registry does not answer Range requests correctly; try again',
+            context: { ...ctx, url: printableUrl(res.url), status: res.status },
+          });
+        }
+        return { body: res.body, skip: 0 };
+      };
+      return openResumable({
+        size: desc.size,
+        open,
+        policy: this.retry,
+        action,
+        context: { ...ctx },
+        ...(o.signal ? { signal: o.signal } : {}),
+        ...(o.onResume ? { onResume: o.onResume } : {}),
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsTransport) await this.transport.close();
+  }
+}
+
+/** A client for `registry` (`HOST[:PORT]`), e.g. for `login` to check credentials with `ping()`. */
+export function createRegistryClient(registry: string, o: RegistryClientOptions = {}): RegistryClient {
+  return new RegistryClient(registry, o);
+}
