@@ -263,7 +263,8 @@ export async function statusError(res: HttpResponse, action: string, ctx: Reques
       hint = 'check the repository name (Docker Hub official images live under library/)';
     } else if (codes.includes('MANIFEST_UNKNOWN')) {
       what = `manifest unknown: no tag or digest ${ctx.reference ?? ''} in ${where}`.replace('  ', ' ');
-      hint = 'check the tag or digest; list tags with the registry UI or `skopeo list-tags`';
+      // Some registries (distribution 2.8) answer MANIFEST_UNKNOWN for a repository that does not exist either.
+      hint = `check the repository name and the tag or digest; \`skopeo list-tags docker://${where}\` lists the tags`;
     } else if (codes.includes('BLOB_UNKNOWN')) {
       what = `blob unknown to ${where}`;
       hint = 'the registry lost a blob its manifest refers to; tell its operator';
