@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { killOnExit, makeTempDir, removeDir } from './tmp.js';
 import { startTokenServer, type TokenAccessPolicy, type TokenServer } from './token-server.js';
 
@@ -101,6 +101,8 @@ function waitExit(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+const probeAgent = new Agent({ connect: { rejectUnauthorized: false } });
+
 async function waitReady(url: string, child: ChildProcess, log: RingLog, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
@@ -109,7 +111,8 @@ async function waitReady(url: string, child: ChildProcess, log: RingLog, timeout
   while (Date.now() < deadline) {
     if (exited) throw new Error(`docker-registry exited during startup (code ${child.exitCode}, signal ${child.signalCode}):\n${log.text()}`);
     try {
-      const res = await request(`${url}/v2/`, { headersTimeout: 1000, bodyTimeout: 1000 });
+      // Readiness only: the certificate is the test's business, not the probe's.
+      const res = await request(`${url}/v2/`, { headersTimeout: 1000, bodyTimeout: 1000, dispatcher: probeAgent });
       await res.body.dump();
       if (res.statusCode === 200 || res.statusCode === 401) return;
       lastErr = `status ${res.statusCode}`;
@@ -198,7 +201,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
       });
       if (!spawned || child.pid === undefined) throw new Error('spawn docker-registry failed');
       const forget = killOnExit(child.pid);
-      const url = `http://127.0.0.1:${port}`;
+      // A `configure` hook that adds http.tls makes it an HTTPS registry.
+      const tls = (config.http as Record<string, unknown> | undefined)?.tls !== undefined;
+      const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
       try {
         await waitReady(url, child, log, opts.startTimeoutMs ?? 15_000);
       } catch (e) {
