@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+
+export interface Measurement {
+  seconds: number;
+  /** Peak resident set size of the process, in bytes. */
+  peakRss: number;
+  code: number | null;
+  stderr: string;
+}
+
+const GNU_TIME = '/usr/bin/time';
+
+/**
+ * Runs a command and measures wall time and peak RSS. GNU time reports the
+ * kernel's own maxrss from wait4(); without it we sample /proc/PID/status
+ * (VmHWM is monotonic, so the last sample before exit is close).
+ */
+export async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measurement> {
+  const useTime = existsSync(GNU_TIME);
+  const argv = useTime ? [GNU_TIME, '-f', 'S2N_BENCH %e %M', cmd, ...args] : [cmd, ...args];
+  const started = process.hrtime.bigint();
+  const child = spawn(argv[0] ?? cmd, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  let sampled = 0;
+  const timer = useTime
+    ? undefined
+    : setInterval(() => {
+        try {
+          const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+          if (m?.[1]) sampled = Math.max(sampled, Number(m[1]) * 1024);
+        } catch {
+          /* exited */
+        }
+      }, 10);
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  if (timer) clearInterval(timer);
+  const wall = Number(process.hrtime.bigint() - started) / 1e9;
+  const line = /S2N_BENCH ([\d.]+) (\d+)/.exec(stderr);
+  if (useTime && line?.[1] && line[2]) {
+    return { seconds: wall, peakRss: Number(line[2]) * 1024, code, stderr: stderr.replace(line[0], '') };
+  }
+  return { seconds: wall, peakRss: sampled, code, stderr };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+export function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+/** Prints rows as an aligned table. */
+export function printTable(rows: string[][]): void {
+  const w: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (w[i] = Math.max(w[i] ?? 0, c.length)));
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i] ?? 0)).join('  '));
+}
