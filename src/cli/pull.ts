@@ -1,3 +1,4 @@
+import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
 import { parsePlatform } from '../oci/platform.js';
 import { pullImage } from '../pull.js';
@@ -25,7 +26,12 @@ export function registerPull(program: Command): void {
         const store = await ctx.store();
         const progress = new ProgressRenderer(flags.quiet ? { ...ctx.out, json: false, stderr: nullStream } : ctx.out);
         const abort = new AbortController();
-        const onSignal = (): void => abort.abort(new Error('interrupted'));
+        // Ctrl-C or SIGTERM: stop the downloads, let them clean up (ingest files, lease), then exit 128+signal as shells do.
+        let interrupted: NodeJS.Signals | undefined;
+        const onSignal = (sig: NodeJS.Signals): void => {
+          interrupted ??= sig;
+          abort.abort(new Error(`interrupted by ${sig}`));
+        };
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
         try {
@@ -42,6 +48,12 @@ export function registerPull(program: Command): void {
             if (!flags.quiet) info(ctx.out, `pulled ${r.name}`);
             result(ctx.out, r.manifestDesc.digest);
           }
+        } catch (e) {
+          if (interrupted === undefined) throw e;
+          progress.finish();
+          if (ctx.out.json) ctx.out.stderr.write(`${JSON.stringify({ type: 'interrupted', signal: interrupted })}\n`);
+          else ctx.out.stderr.write(`pull ${reference}: interrupted by ${interrupted}\n`);
+          return 128 + (osConstants.signals[interrupted] ?? 0);
         } finally {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);

@@ -7,9 +7,10 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { Agent, ProxyAgent, type Dispatcher } from 'undici';
-import { S2nError } from '../../errors.js';
+import { Agent, Client, Pool, ProxyAgent, buildConnector, errors, type Dispatcher } from 'undici';
+import { S2nError, sysCode } from '../../errors.js';
 import { ipInCidr, isCidr, isLoopbackHost, splitHostPort } from './hosts.js';
 
 /**
@@ -197,6 +198,95 @@ function defaultRoots(): readonly string[] {
   return typeof t.getCACertificates === 'function' ? t.getCACertificates('default') : tls.rootCertificates;
 }
 
+/** What `holdEndWhileParserPaused` touches of undici's HTTP/1 parser. */
+interface UndiciParser {
+  paused?: unknown;
+  readMore?: () => void;
+}
+
+/**
+ * Works around nodejs/undici#5360 (fixed in undici 8 only, which needs Node 22):
+ * when a response body is read more slowly than it arrives, undici's HTTP/1
+ * parser pauses; if the server then closes or resets the connection (any
+ * `Connection: close` response: CDNs, proxies, a registry under load, a
+ * dropped download), undici's socket 'end', 'error' (ECONNRESET) and 'close'
+ * handlers assert that the parser is not paused, and the AssertionError,
+ * thrown from an event handler, kills the process.
+ *
+ * - 'end' (FIN) is held back until the parser has been resumed (the body was
+ *   read on: undici's resume() ends with readMore()), which is what the
+ *   upstream fix amounts to. Every byte has gone to the parser by then, so
+ *   only the event waits. The socket is half-open meanwhile, or Node would
+ *   close it right after the (held) 'end' and undici cannot resume a parser on
+ *   a closed socket; its write side is ended once 'end' is delivered, as Node
+ *   would have done.
+ * - ECONNRESET, or a 'close' no error explains, while paused is reported as
+ *   the socket error it is: the body fails, and the blob download resumes
+ *   with a Range request.
+ */
+export function holdEndWhileParserPaused(socket: Socket): void {
+  const emit = socket.emit as (this: Socket, event: string | symbol, ...args: unknown[]) => boolean;
+  const keys = new Map<string, symbol | undefined>();
+  // undici's own per-socket state, under symbols named 'parser' and 'error'.
+  const internal = (name: string): unknown => {
+    if (!keys.get(name)) keys.set(name, Object.getOwnPropertySymbols(socket).find((k) => k.description === name));
+    const k = keys.get(name);
+    return k === undefined ? undefined : (socket as unknown as Record<symbol, unknown>)[k];
+  };
+  const parser = (): UndiciParser | undefined => (internal('parser') as UndiciParser | null | undefined) ?? undefined;
+  const deliverEnd = (): void => {
+    // Closed meanwhile: undici has let go of the socket, and its 'end' handler would fail on the missing parser.
+    if (parser() === undefined) return;
+    emit.call(socket, 'end');
+    // What Node does after 'end' on a socket that is not half-open.
+    if (!socket.destroyed && socket.writable) process.nextTick(() => socket.end());
+  };
+  socket.allowHalfOpen = true;
+  socket.emit = function (this: Socket, event: string | symbol, ...args: unknown[]): boolean {
+    const p = parser();
+    if (event === 'end') {
+      const readMore = p?.readMore;
+      if (p === undefined || p.paused !== true || typeof readMore !== 'function') {
+        deliverEnd();
+        return true;
+      }
+      p.readMore = function (this: UndiciParser): void {
+        readMore.call(this);
+        if (this.paused !== true) {
+          delete this.readMore;
+          process.nextTick(deliverEnd);
+        }
+      };
+      return true;
+    }
+    if (event === 'error' && p?.paused === true && sysCode(args[0]) === 'ECONNRESET') {
+      const e = args[0] as Error;
+      return emit.call(this, 'error', Object.assign(new errors.SocketError(e.message), { cause: e }));
+    }
+    if (event === 'close' && p?.paused === true && !internal('error')) {
+      emit.call(this, 'error', new errors.SocketError('closed'));
+    }
+    return emit.call(this, event, ...args);
+  } as typeof socket.emit;
+}
+
+/** A connector whose sockets get `holdEndWhileParserPaused`. */
+function guardConnector(connect: buildConnector.connector): buildConnector.connector {
+  return (opts, callback) =>
+    connect(opts, (...args: [null, Socket] | [Error, null]) => {
+      if (args[1]) holdEndWhileParserPaused(args[1]);
+      callback(...args);
+    });
+}
+
+/** undici's default agent factory, with guarded connectors (for ProxyAgent, whose connector is its own). */
+function guardedFactory(origin: string | URL, opts: object): Dispatcher {
+  const o = opts as { connections?: number | null; connect?: unknown };
+  const connect = typeof o.connect === 'function' ? guardConnector(o.connect as buildConnector.connector) : o.connect;
+  const options = { ...opts, connect } as Pool.Options;
+  return o.connections === 1 ? new Client(origin, options) : new Pool(origin, options);
+}
+
 export class Transport {
   readonly certDirs: string[];
   private readonly env: NodeJS.ProcessEnv;
@@ -267,11 +357,17 @@ export class Transport {
     const connectTimeout = this.opts.connectTimeoutMs ?? 30_000;
     if (proxy !== undefined) {
       return {
-        dispatcher: new ProxyAgent({ uri: proxy, ...common, proxyTls: { timeout: connectTimeout }, requestTls: { ...tlsOpts, timeout: connectTimeout } }),
+        dispatcher: new ProxyAgent({
+          uri: proxy,
+          ...common,
+          proxyTls: { timeout: connectTimeout },
+          requestTls: { ...tlsOpts, timeout: connectTimeout },
+          factory: guardedFactory,
+        }),
         proxy: redactUrl(proxy),
       };
     }
-    return { dispatcher: new Agent({ ...common, connect: { ...tlsOpts, timeout: connectTimeout } }), proxy: undefined };
+    return { dispatcher: new Agent({ ...common, connect: guardConnector(buildConnector({ ...tlsOpts, timeout: connectTimeout })) }), proxy: undefined };
   }
 
   async close(): Promise<void> {
