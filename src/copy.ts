@@ -1,3 +1,4 @@
+import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { S2nError } from './errors.js';
 import { MediaType, isIndexType } from './oci/mediatypes.js';
@@ -75,8 +76,11 @@ export async function copyImage(src: ImageSource, dst: ImageSink, opts: CopyOpti
   const onOuterAbort = (): void => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const fetchOpts = { signal: abort.signal };
+  const concurrency = Math.max(1, opts.concurrency ?? 3);
+  // Bounded, not leaked: one listener per blob under way (see copyBlob) and one per other request.
+  setMaxListeners(Math.max(defaultMaxListeners, concurrency + 2), abort.signal);
   try {
-    return await copyWith(src, dst, { emit, want, budget, abort, fetchOpts, concurrency: Math.max(1, opts.concurrency ?? 3) });
+    return await copyWith(src, dst, { emit, want, budget, abort, fetchOpts, concurrency });
   } finally {
     opts.signal?.removeEventListener('abort', onOuterAbort);
   }
@@ -155,14 +159,24 @@ async function copyWith(src: ImageSource, dst: ImageSink, state: CopyState): Pro
     }
     emit({ type: 'blob-start', kind, digest: desc.digest, size: desc.size });
     let done = 0;
-    const data: Readable = bytes ? readableOf(bytes) : await src.fetch(desc, fetchOpts);
-    await dst.put(desc, data, {
-      ...fetchOpts,
-      onBytes: (n) => {
-        done += n;
-        emit({ type: 'blob-progress', kind, digest: desc.digest, bytes: done, size: desc.size });
-      },
-    });
+    // The request and the write each listen for abort until they are done. On a signal of this blob's
+    // own they do not add up on the shared one, which holds one listener per blob under way.
+    const blobAbort = new AbortController();
+    const onAbort = (): void => blobAbort.abort(abort.signal.reason);
+    abort.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const blobOpts = { signal: blobAbort.signal };
+      const data: Readable = bytes ? readableOf(bytes) : await src.fetch(desc, blobOpts);
+      await dst.put(desc, data, {
+        ...blobOpts,
+        onBytes: (n) => {
+          done += n;
+          emit({ type: 'blob-progress', kind, digest: desc.digest, bytes: done, size: desc.size });
+        },
+      });
+    } finally {
+      abort.signal.removeEventListener('abort', onAbort);
+    }
     emit({ type: 'blob-done', kind, digest: desc.digest, size: desc.size, existed: false });
   };
 

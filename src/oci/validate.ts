@@ -1,142 +1,74 @@
 /**
- * Validators compiled from the vendored OCI JSON schemas (spec/), so what we
- * accept is what the specs say rather than our reading of them. Compiled once,
- * on first use; the schema files are the only thing this folder reads.
+ * Validators for the vendored OCI JSON schemas (see schemas.ts): the
+ * standalone code scripts/build-validators.mjs generates at build time when
+ * it is there (dist/), else compiled with ajv on first use (vitest on src/).
+ * Both are the same ajv code, so they accept and report alike.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import AjvDraft04 from 'ajv-draft-04';
-import type { ErrorObject, ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import type { ErrorObject } from 'ajv';
 import { S2nError } from '../errors.js';
 import { isDigest, shortDigest } from './digest.js';
 import { MediaType, isIndexType, isManifestType } from './mediatypes.js';
+import { SCHEMA_FILES, createSchemaAjv, schemaFolder, schemaKey, type SchemaAjv, type SchemaFolder, type SchemaName } from './schemas.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest } from './types.js';
 
-// Both packages are CommonJS with the class/function on `.default` as well as
-// module.exports; `.default` is what TypeScript's NodeNext view types correctly.
-const Ajv = AjvDraft04.default;
-const addFormats = addFormatsModule.default;
-type AjvInstance = InstanceType<typeof Ajv>;
+export { findSpecDir } from './schemas.js';
 
-/**
- * The nearest ancestor of this module's folder holding `spec/image-spec`:
- * src/oci/ under vitest and dist/src/oci/ after tsc sit at different depths.
- */
-export function findSpecDir(start: string = dirname(fileURLToPath(import.meta.url))): string {
-  let dir = start;
-  for (;;) {
-    const candidate = join(dir, 'spec');
-    if (existsSync(join(candidate, 'image-spec'))) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) {
-      throw new S2nError('EINTERNAL', `load schemas: no spec/image-spec folder above ${start}`, {
-        hint: 'the installation is incomplete; reinstall s2n-oci',
-      });
-    }
-    dir = parent;
-  }
+/** A schema check; on false, `errors` says why. */
+export interface Validator<T> {
+  (data: unknown): data is T;
+  errors?: ErrorObject[] | null;
 }
 
-/**
- * Our own base URLs for the two schema folders. The image-spec files carry
- * `id` URLs that put them at different virtual paths (…/schema/descriptor,
- * …/schema/image/manifest, nested ids too) while referring to each other by
- * bare file name, and the runtime-spec files have no ids at all. Both mean
- * "the file of that name in this folder", so we drop the ids and register
- * every file by name under one base per folder.
- */
-const BASE = 'https://s2n-oci.invalid/spec/';
-
-/**
- * The runtime-spec config schema refers to the Solaris, Windows, VM and z/OS
- * sections in files that are not vendored (we only generate Linux configs);
- * when a file is absent, its section accepts any object.
- */
-const NON_LINUX_SECTIONS: Record<string, string> = {
-  'config-solaris.json': 'solaris',
-  'config-windows.json': 'windows',
-  'config-vm.json': 'vm',
-  'config-zos.json': 'zos',
-};
-
-/** Keywords whose values are data, not subschemas: an `id` inside them is not a schema id. */
-const DATA_KEYWORDS = new Set(['enum', 'default', 'examples', 'const', 'required']);
-
-function withoutIds(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(withoutIds);
-  if (typeof node !== 'object' || node === null) return node;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(node)) {
-    if (k === 'id' && typeof v === 'string') continue;
-    out[k] = DATA_KEYWORDS.has(k) ? v : withoutIds(v);
-  }
-  return out;
+/** Written next to the compiled validate.js by the build; absent under vitest, which runs src/. */
+export function precompiledPath(folder: SchemaFolder): string {
+  return fileURLToPath(new URL(`./validators.${folder}.generated.cjs`, import.meta.url));
 }
 
-function loadFolder(ajv: AjvInstance, specDir: string, folder: string): void {
-  const dir = join(specDir, folder);
-  const names = readdirSync(dir).filter((n) => n.endsWith('.json'));
-  for (const name of names) {
-    const json: unknown = JSON.parse(readFileSync(join(dir, name), 'utf8'));
-    ajv.addSchema(withoutIds(json) as object, `${BASE}${folder}/${name}`);
+type ValidatorModule = Partial<Record<SchemaName, Validator<unknown>>>;
+
+/** By folder; null: no precompiled module, compile instead. */
+const precompiled = new Map<SchemaFolder, ValidatorModule | null>();
+let ajv: SchemaAjv | undefined;
+
+function loadPrecompiled(folder: SchemaFolder): ValidatorModule | null {
+  let m = precompiled.get(folder);
+  if (m === undefined) {
+    const path = precompiledPath(folder);
+    m = existsSync(path) ? (createRequire(import.meta.url)(path) as ValidatorModule) : null;
+    precompiled.set(folder, m);
   }
-  if (folder === 'runtime-spec') {
-    for (const [name, section] of Object.entries(NON_LINUX_SECTIONS)) {
-      if (!names.includes(name)) ajv.addSchema({ [section]: { type: 'object' } }, `${BASE}${folder}/${name}`);
-    }
-  }
+  return m;
 }
 
-let ajvInstance: AjvInstance | undefined;
-
-function getAjv(): AjvInstance {
-  if (ajvInstance === undefined) {
-    // strict mode is for schemas we write; these are vendored as published.
-    const ajv = new Ajv({ allErrors: true, strict: false });
-    addFormats(ajv);
-    const specDir = findSpecDir();
-    loadFolder(ajv, specDir, 'image-spec');
-    loadFolder(ajv, specDir, 'runtime-spec');
-    ajvInstance = ajv;
+function compile(name: SchemaName): Validator<unknown> {
+  ajv ??= createSchemaAjv();
+  const fn = ajv.getSchema(schemaKey(name));
+  if (fn === undefined) {
+    throw new S2nError('EINTERNAL', `load schemas: ${SCHEMA_FILES[name]} is missing`, {
+      hint: 'the installation is incomplete; reinstall s2n-oci',
+    });
   }
-  return ajvInstance;
+  return fn;
 }
 
-/** A validator compiled on first call. Missing $refs throw here, not at import. */
-function lazy<T>(file: string): () => ValidateFunction<T> {
-  let fn: ValidateFunction<T> | undefined;
-  return () => {
-    if (fn === undefined) {
-      const ajv = getAjv();
-      const schema = ajv.getSchema<T>(`${BASE}${file}`);
-      if (schema === undefined) {
-        throw new S2nError('EINTERNAL', `load schemas: ${file} is missing`, {
-          hint: 'the installation is incomplete; reinstall s2n-oci',
-        });
-      }
-      fn = schema;
-    }
-    return fn;
-  };
+/** A validator loaded (or compiled) on first call. Missing $refs throw here, not at import. */
+function lazy<T>(name: SchemaName): () => Validator<T> {
+  let fn: Validator<T> | undefined;
+  // A schema is what the type T describes; the cast states that once, here.
+  return () => (fn ??= (loadPrecompiled(schemaFolder(name))?.[name] ?? compile(name)) as Validator<T>);
 }
 
-const manifestValidator = lazy<ImageManifest>('image-spec/image-manifest-schema.json');
-const indexValidator = lazy<ImageIndex>('image-spec/image-index-schema.json');
-const configValidator = lazy<ImageConfig>('image-spec/config-schema.json');
-const runtimeConfigValidator = lazy<unknown>('runtime-spec/config-schema.json');
+const manifestValidator = lazy<ImageManifest>('manifest');
+const indexValidator = lazy<ImageIndex>('index');
+const configValidator = lazy<ImageConfig>('config');
+const runtimeConfigValidator = lazy<unknown>('runtimeConfig');
 
-/** Compile every validator now (tests, and to fail fast on a broken install). */
+/** Load or compile every validator now (tests, and to fail fast on a broken install). */
 export function compileAllSchemas(): void {
-  manifestValidator();
-  indexValidator();
-  configValidator();
-  runtimeConfigValidator();
-  lazy<unknown>('runtime-spec/state-schema.json')();
-  lazy<unknown>('runtime-spec/features-schema.json')();
-  lazy<unknown>('image-spec/image-layout-schema.json')();
-  lazy<unknown>('image-spec/content-descriptor.json')();
+  for (const name of Object.keys(SCHEMA_FILES) as SchemaName[]) lazy<unknown>(name)();
 }
 
 function describeError(e: ErrorObject): string {

@@ -44,8 +44,12 @@ export function createHasher(algorithm: DigestAlgorithm): Hasher {
 const MISMATCH_HINT =
   'the source sent different content than its manifest promised; try again, or check the registry/archive';
 
-/** The checks shared by verifyStream and readVerified. */
-class BlobCheck {
+/**
+ * Size and digest checks against a descriptor, fed chunk by chunk: what
+ * verifyStream, readVerified and the store's ingest writer share. Throws
+ * (EDIGEST/ESIZE) at construction if the descriptor cannot be checked.
+ */
+export class BlobCheck {
   private readonly hasher: Hasher;
   private readonly expected: ParsedDigest;
   readonly what: string;

@@ -23,7 +23,7 @@ export interface ImageSource {
 
 export interface PutOptions {
   signal?: AbortSignal;
-  /** Called with the byte count of each chunk as it is written. */
+  /** Called with byte counts as they are written (one call may cover several chunks). */
   onBytes?: (n: number) => void;
 }
 

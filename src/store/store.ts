@@ -15,20 +15,21 @@
  * could be swept before it is tagged. The store assumes one host: pid
  * liveness decides which leftovers are stale.
  */
-import { createReadStream, createWriteStream, open as openCb, openSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { createReadStream, open as openCb, openSync } from 'node:fs';
+import { link, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { S2nError, isS2nError, sysCode } from '../errors.js';
 import { isDigest, parseDigest, shortDigest } from '../oci/digest.js';
 import { MediaType, blobKind } from '../oci/mediatypes.js';
 import { Annotation, type Descriptor, type ImageIndex } from '../oci/types.js';
-import { readVerified, verifyStream } from '../oci/verify.js';
+import { BlobCheck, readVerified } from '../oci/verify.js';
 import type { FetchOptions, ImageSink, ImageSource, PutOptions } from '../sources/source.js';
 import { fsyncDir, privateName, readIfExists, storeIoError, writeNewFile } from './fsutil.js';
 import { gc, type GcOptions, type GcResult } from './gc.js';
+import { IngestWriter } from './ingest.js';
 import { withLease, type LeaseOptions } from './lease.js';
 import { withLock, type LockOptions } from './lock.js';
 
@@ -174,10 +175,10 @@ export class ContentStore implements ImageSink {
   async put(desc: Descriptor, data: Readable, opts: PutOptions = {}): Promise<void> {
     const what = `store ${blobKind(desc.mediaType)} ${shortDigest(desc.digest)}`;
     let finalPath: string;
-    let verifier: Transform;
+    let check: BlobCheck;
     try {
       finalPath = this.blobPath(desc.digest);
-      verifier = verifyStream(desc);
+      check = new BlobCheck(desc);
       opts.signal?.throwIfAborted();
       if (await this.has(desc)) {
         // Already here: do not pull the bytes at all.
@@ -189,30 +190,22 @@ export class ContentStore implements ImageSink {
       throw e;
     }
     const ingest = join(this.ingestDir, privateName());
+    let sink: IngestWriter | undefined;
     try {
-      const onBytes = opts.onBytes;
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
-          onBytes?.(chunk.length);
-          cb(null, chunk);
-        },
-      });
       // Opened before the pipeline starts, so the file exists by the time `finally` unlinks it, even on an early error.
-      const fd = await openFd(ingest, 'wx', 0o644);
-      const sink = createWriteStream(ingest, { fd });
-      await pipeline(data, verifier, counter, sink, opts.signal ? { signal: opts.signal } : {});
-      // fsync is per file, not per descriptor: a second descriptor flushes what the stream wrote.
-      const fh = await open(ingest, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      sink = new IngestWriter(await openFd(ingest, 'wx', 0o644), check, opts.onBytes);
+      // The sink verifies and fsyncs before it finishes (see ingest.ts).
+      await pipeline(data, sink, opts.signal ? { signal: opts.signal } : {});
       await this.commit(ingest, finalPath);
     } catch (e) {
       data.destroy();
       throw storeIoError(e, what, ingest);
     } finally {
+      // pipeline settles before a failed sink has closed its file; wait, so nothing writes after put() returns.
+      if (sink && !sink.closed) {
+        sink.destroy();
+        await new Promise((resolve) => sink?.once('close', resolve));
+      }
       await unlink(ingest).catch(() => {});
     }
   }

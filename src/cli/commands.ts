@@ -1,0 +1,134 @@
+/**
+ * The command line, loaded lazily: a command's module (and what it imports:
+ * undici, the store, the copy engine) is imported only when that command
+ * runs, so `--help` or `images` pay for none of the others. The root help
+ * lists the commands from the cheap descriptions below;
+ * test/cli/commands.test.ts checks they match the real definitions.
+ */
+import { Command, Help } from 'commander';
+
+export type Register = (program: Command) => void;
+
+export interface LazyCommand {
+  name: string;
+  aliases?: string[];
+  /** What follows the name in the root help: `[options] <reference>`. */
+  usage: string;
+  description: string;
+  load: () => Promise<Register>;
+}
+
+export const COMMANDS: readonly LazyCommand[] = [
+  {
+    name: 'pull',
+    usage: '[options] <reference>',
+    description: 'pull an image from a registry into the store',
+    load: async () => (await import('./pull.js')).registerPull,
+  },
+  {
+    name: 'load',
+    usage: '[options] [image]',
+    description: 'load images from a docker save or OCI archive, or an OCI layout directory, into the store',
+    load: async () => (await import('./load.js')).registerLoad,
+  },
+  {
+    name: 'images',
+    aliases: ['ls'],
+    usage: '[options]',
+    description: 'list images in the store',
+    load: async () => (await import('./images.js')).registerImages,
+  },
+  {
+    name: 'inspect',
+    usage: '<image...>',
+    description: 'show an image: names, digests, platform, manifest and config (JSON)',
+    load: async () => (await import('./inspect.js')).registerInspect,
+  },
+  {
+    name: 'rmi',
+    usage: '[options] <image...>',
+    description: 'remove images from the store (their blobs go unless another image shares them)',
+    load: async () => (await import('./rmi.js')).registerRmi,
+  },
+  {
+    name: 'prune',
+    usage: '[options]',
+    description: 'remove blobs no image refers to, and leftovers of interrupted pulls',
+    load: async () => (await import('./prune.js')).registerPrune,
+  },
+  {
+    name: 'login',
+    usage: '[options] <registry>',
+    description: 'check credentials against a registry and store them (auth.json or a credential helper)',
+    load: async () => (await import('./login.js')).registerLogin,
+  },
+  {
+    name: 'logout',
+    usage: '[options] <registry>',
+    description: 'remove stored credentials for a registry',
+    load: async () => (await import('./login.js')).registerLogout,
+  },
+];
+
+/** The root command with its global options and no subcommands. */
+export function rootCommand(): Command {
+  return new Command('s2n-oci')
+    .description('Pull and run OCI images without a daemon or root')
+    .version('0.1.0')
+    .option('--root <dir>', 'store location (default $S2N_OCI_ROOT, ~/.local/share/s2n-oci, /var/lib/s2n-oci as root)')
+    .option('--debug', 'print error context and stack traces')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+}
+
+/**
+ * The command `args` (argv without node and script) names, found as
+ * commander will: the first operand that is not the value of a global
+ * option; for `help NAME`, NAME.
+ */
+export function invokedCommand(program: Command, args: readonly string[]): string | undefined {
+  const takesValue = new Set(program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]));
+  const operands: string[] = [];
+  for (let i = 0; i < args.length && operands.length < 2; i++) {
+    const a = args[i] ?? '';
+    if (a === '--') {
+      operands.push(...args.slice(i + 1, i + 3));
+      break;
+    }
+    if (a.startsWith('-') && a !== '-') {
+      if (takesValue.has(a)) i++;
+      continue;
+    }
+    operands.push(a);
+  }
+  return operands[0] === 'help' ? operands[1] : operands[0];
+}
+
+/**
+ * The program for `argv`: the invoked command fully defined, every other one
+ * only named and described (enough for the root help, "unknown command"
+ * suggestions and `help`). `everything` loads them all (tests).
+ */
+export async function buildProgram(argv: readonly string[], o: { everything?: boolean } = {}): Promise<Command> {
+  const program = rootCommand();
+  const wanted = invokedCommand(program, argv.slice(2));
+  const stubs = new Map<Command, LazyCommand>();
+  for (const c of COMMANDS) {
+    if (o.everything || c.name === wanted || c.aliases?.includes(wanted ?? '')) {
+      (await c.load())(program);
+    } else {
+      const stub = program.command(c.name).description(c.description);
+      for (const a of c.aliases ?? []) stub.alias(a);
+      stubs.set(stub, c);
+    }
+  }
+  // A stub has no arguments or options of its own; the root help shows its declared usage instead.
+  const help = new Help();
+  program.configureHelp({
+    subcommandTerm: (cmd) => {
+      const c = stubs.get(cmd);
+      return c === undefined ? help.subcommandTerm(cmd) : [[c.name, ...(c.aliases ?? []).slice(0, 1)].join('|'), c.usage].filter(Boolean).join(' ');
+    },
+  });
+  return program;
+}
