@@ -24,6 +24,8 @@ export type ErrorCode =
   | 'ESTORE' // store corrupt or unusable
   | 'ELOCKED' // lock could not be taken in time
   | 'EIMAGE' // image not in the store
+  | 'EARCHIVE' // image archive (docker save, oci-archive, OCI layout) malformed, truncated or of an unknown format
+  | 'EUNSAFEPATH' // archive entry or link that would reach outside its root (`..`, absolute path, escaping symlink)
   | 'EINTERNAL';
 
 export interface ErrorOptions {

@@ -1,5 +1,6 @@
 import { Limits } from './copy.js';
 import { S2nError } from './errors.js';
+import { isDigest } from './oci/digest.js';
 import { formatReference, parseReference, type Reference } from './oci/reference.js';
 import type { Descriptor, ImageConfig, ImageManifest } from './oci/types.js';
 import { Annotation } from './oci/types.js';
@@ -83,6 +84,8 @@ export async function readImage(store: ContentStore, manifestDesc: Descriptor, n
 
 /** Repository and tag columns for a stored name, docker-style. */
 export function splitName(name: string): { repository: string; tag: string; reference: Reference | undefined } {
+  // An image loaded without a name is stored under its digest (see load.ts): docker's <none>:<none>.
+  if (isDigest(name)) return { repository: '<none>', tag: '<none>', reference: undefined };
   try {
     const r = parseReference(name);
     return { repository: `${r.registry}/${r.repository}`, tag: r.tag ?? '<none>', reference: r };
