@@ -1,6 +1,7 @@
 import { defaultMaxListeners, setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { S2nError } from './errors.js';
+import { Limits } from './oci/limits.js';
 import { MediaType, isIndexType } from './oci/mediatypes.js';
 import { hostPlatform, selectManifest } from './oci/platform.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from './oci/types.js';
@@ -9,16 +10,6 @@ import { parseManifestBlob } from './oci/validate.js';
 import { readVerified } from './oci/verify.js';
 import type { ImageSink, ImageSource } from './sources/source.js';
 
-/** Limits on the JSON documents we hold in memory (layers are always streamed). */
-export const Limits = {
-  /** The distribution spec asks registries to accept manifests of at least 4 MiB. */
-  manifestBytes: 4 * 1024 * 1024,
-  configBytes: 8 * 1024 * 1024,
-  /** Index + manifest + config together, so nested indexes cannot add up without bound. */
-  totalJsonBytes: 16 * 1024 * 1024,
-  layers: 256,
-  indexDepth: 2,
-};
 
 export type BlobKind = 'config' | 'layer';
 
@@ -50,6 +41,7 @@ export interface CopyResult {
 }
 
 const configTypes = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
+const uncompressedLayerTypes = new Set<string>([MediaType.ociLayer, MediaType.ociLayerNondistributable]);
 const layerTypes = new Set<string>([
   MediaType.ociLayer,
   MediaType.ociLayerGzip,
@@ -151,6 +143,16 @@ async function copyWith(src: ImageSource, dst: ImageSink, state: CopyState): Pro
       context: { manifest: manifestDesc.digest, config: manifest.config.digest },
     });
   }
+  // An uncompressed layer is its own diff: the two digests must agree (compressed ones are checked at unpack).
+  manifest.layers.forEach((layer, i) => {
+    const diffId = config.rootfs.diff_ids[i];
+    if (uncompressedLayerTypes.has(layer.mediaType) && layer.digest !== diffId) {
+      throw new S2nError('EMANIFEST', `read image ${src.description}: uncompressed layer ${i} is ${layer.digest} but the config says its diff_id is ${diffId}`, {
+        hint: 'the image is malformed; ask its publisher',
+        context: { manifest: manifestDesc.digest, layer: layer.digest, diffId },
+      });
+    }
+  });
 
   const copyBlob = async (desc: Descriptor, kind: BlobKind, bytes?: Buffer): Promise<void> => {
     if (await dst.has(desc)) {

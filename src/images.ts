@@ -1,4 +1,4 @@
-import { Limits } from './copy.js';
+import { Limits } from './oci/limits.js';
 import { S2nError } from './errors.js';
 import { isDigest } from './oci/digest.js';
 import { formatReference, parseReference, type Reference } from './oci/reference.js';

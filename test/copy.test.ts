@@ -152,3 +152,21 @@ describe('runBounded', () => {
     expect(settled).toBe(2);
   });
 });
+
+describe('copyImage on uncompressed layers', () => {
+  it('accepts an uncompressed layer whose digest is its diff_id, refuses one that is not', async () => {
+    const good = await buildImage({ layers: [[file('a', '1')]], compression: 'none' });
+    await expect(copyImage(new MemorySource(good.descriptor, allBlobs(good)), new MemorySink())).resolves.toBeDefined();
+    const bad = await buildImage({
+      layers: [[file('a', '1')], [file('b', '2')]],
+      compression: 'none',
+      mutateConfig: (c) => {
+        const ids = (c as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+        ids.reverse();
+      },
+    });
+    const err = await copyImage(new MemorySource(bad.descriptor, allBlobs(bad)), new MemorySink()).catch((e: unknown) => e);
+    expect(isS2nError(err) && err.code).toBe('EMANIFEST');
+    expect(String(err)).toContain('uncompressed layer 0');
+  });
+});
