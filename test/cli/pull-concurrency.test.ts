@@ -7,7 +7,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliSandbox, runCli, spawnCli } from '../helpers/cli.js';
@@ -15,6 +15,7 @@ import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { buildImage, dir, file, type TestImage } from '../helpers/images.js';
 import { pushImage } from '../helpers/push.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { blobFiles, hex, storeFiles as list } from '../helpers/store-files.js';
 
 let reg: TestRegistry;
 let proxy: FaultProxy;
@@ -27,13 +28,6 @@ afterAll(async () => {
   await reg?.stop();
 });
 
-const hex = (d: string): string => d.slice('sha256:'.length);
-
-function list(root: string, sub: string): string[] {
-  const d = join(root, sub);
-  return existsSync(d) ? readdirSync(d) : [];
-}
-const blobFiles = (root: string): string[] => list(root, 'blobs/sha256');
 
 /** `layers` layers of `layerBytes` random (incompressible) bytes each, unique to this call. */
 async function randomImage(layers: number, layerBytes: number): Promise<TestImage> {

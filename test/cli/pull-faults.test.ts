@@ -6,14 +6,13 @@
  * afterwards: nothing unverified committed, no ingest leftovers, no name.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliSandbox, runCli, type CliResult } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy, type ProxyLogEntry } from '../helpers/fault-proxy.js';
 import { buildImage, dir, file, type TestImage } from '../helpers/images.js';
 import { pushImage } from '../helpers/push.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { blobFiles, hex, ingestFiles } from '../helpers/store-files.js';
 
 let reg: TestRegistry;
 let proxy: FaultProxy;
@@ -26,17 +25,6 @@ afterAll(async () => {
   await reg?.stop();
 });
 
-const hex = (d: string): string => d.slice('sha256:'.length);
-
-function blobFiles(root: string): string[] {
-  const d = join(root, 'blobs', 'sha256');
-  return existsSync(d) ? readdirSync(d) : [];
-}
-
-function ingestFiles(root: string): string[] {
-  const d = join(root, 'ingest');
-  return existsSync(d) ? readdirSync(d) : [];
-}
 
 /**
  * Two layers: a small one, and `bigLayerBytes` of random (incompressible) file

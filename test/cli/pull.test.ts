@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { cliSandbox, runCli } from '../helpers/cli.js';
 import { buildImage, buildIndex, file, smallImage } from '../helpers/images.js';
 import { pushImage } from '../helpers/push.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { blobFiles } from '../helpers/store-files.js';
 
 const run = promisify(execFile);
 
@@ -18,10 +19,6 @@ afterAll(async () => {
   await reg?.stop();
 });
 
-function blobFiles(root: string): string[] {
-  const d = join(root, 'blobs', 'sha256');
-  return existsSync(d) ? readdirSync(d) : [];
-}
 
 describe('s2n-oci pull (anonymous registry)', () => {
   it('pulls an OCI image: digest on stdout, every blob stored and verified, readable by skopeo', async () => {
