@@ -32,6 +32,18 @@ export const COMMANDS: readonly LazyCommand[] = [
     load: async () => (await import('./load.js')).registerLoad,
   },
   {
+    name: 'save',
+    usage: '[options] <image...>',
+    description: 'save images from the store to a docker-archive or oci-archive tar',
+    load: async () => (await import('./save.js')).registerSave,
+  },
+  {
+    name: 'copy',
+    usage: '[options] <source> <destination>',
+    description: 'copy an image between registries, archives, OCI layouts and the store',
+    load: async () => (await import('./copy.js')).registerCopy,
+  },
+  {
     name: 'images',
     aliases: ['ls'],
     usage: '[options]',

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { CopyResult } from '../copy.js';
 import type { Descriptor } from '../oci/types.js';
 
 export interface FetchOptions {
@@ -32,4 +33,15 @@ export interface ImageSink {
   has(desc: Descriptor): Promise<boolean>;
   /** Streams `data` in, checks size and digest against `desc`, commits atomically; "already exists" is success. */
   put(desc: Descriptor, data: Readable, opts?: PutOptions): Promise<void>;
+  /**
+   * After copyImage has written an image's blobs and manifest: name it.
+   * The store tags it, a registry PUTs the manifest under each tag, an
+   * archive records index entries. `names` are full references; empty means
+   * "keep it by digest only". Optional: a sink without names has nothing to do.
+   */
+  finish?(names: string[], result: CopyResult): Promise<void>;
+  /** Completes the output (an archive's index files and end marker) and releases resources; after the last finish(). */
+  close?(): Promise<void>;
+  /** Drops partial output after a failure (an archive file is removed). */
+  abort?(): Promise<void>;
 }

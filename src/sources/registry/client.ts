@@ -7,7 +7,7 @@
  * choice) with its own non-retried methods.
  */
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { S2nError } from '../../errors.js';
 import { isDigest, parseDigest } from '../../oci/digest.js';
 import { MANIFEST_ACCEPT, MediaType } from '../../oci/mediatypes.js';
@@ -96,7 +96,7 @@ interface Exchange {
   /** Path under the origin, starting with /v2/. */
   path: string;
   headers?: Record<string, string>;
-  body?: string | Buffer;
+  body?: string | Buffer | Readable;
   /** Token scopes (`repository:NAME:pull`). */
   scopes: string[];
   signal?: AbortSignal | undefined;
@@ -257,6 +257,8 @@ export class RegistryClient {
     let headers = { ...x.headers, ...(before ? { authorization: before } : {}) };
     let res = await this.sendTo(t, x, headers);
     if (res.status !== 401) return { res, headers };
+    // A stream body is gone: it cannot be sent again with the challenge answered.
+    if (x.body instanceof Readable) throw this.auth.unauthorized(await statusError(res, x.action, x.ctx), t.registry);
     const www = headerValues(res.headers, 'www-authenticate');
     if (www.length === 0) throw this.auth.unauthorized(await statusError(res, x.action, x.ctx), t.registry);
     await discard(res.body);
@@ -452,6 +454,139 @@ export class RegistryClient {
         ...(o.onResume ? { onResume: o.onResume } : {}),
       });
     });
+  }
+
+  // ── push ────────────────────────────────────────────────────────────────
+  // Pushes go to the registry itself, never to a mirror, with `pull,push` scope.
+
+  private pushScopes(repository: string, extra: string[] = []): string[] {
+    return [`repository:${repository}:pull,push`, ...extra];
+  }
+
+  /** One exchange with the registry (no mirrors); retried on transient failures unless the body is a stream. */
+  private async call(x: Omit<Exchange, 'ctx'> & { ctx: RequestContext }, ok: (status: number) => boolean): Promise<HttpResponse> {
+    const { origin } = await this.targets();
+    const once = async (): Promise<HttpResponse> => {
+      const { res } = await this.exchange(origin, x);
+      if (ok(res.status)) return res;
+      throw await statusError(res, x.action, x.ctx);
+    };
+    return x.body instanceof Readable ? once() : withRetry(once, this.retry, x.signal);
+  }
+
+  /** HEAD the blob: true when `repository` has it with the descriptor's size. */
+  async hasBlob(repository: string, desc: Descriptor, o: { signal?: AbortSignal } = {}): Promise<boolean> {
+    checkNames(this.registry, repository);
+    parseDigest(desc.digest);
+    const ctx: RequestContext = { registry: this.registry, repository, digest: desc.digest };
+    const res = await this.call(
+      {
+        method: 'HEAD',
+        path: `/v2/${repository}/blobs/${desc.digest}`,
+        scopes: this.pushScopes(repository),
+        signal: o.signal,
+        action: `check blob ${this.registry}/${repository}@${desc.digest}`,
+        ctx,
+      },
+      (s) => s === 200 || s === 404,
+    );
+    await discard(res.body);
+    if (res.status !== 200) return false;
+    const len = Number(headerValue(res.headers, 'content-length') ?? NaN);
+    return Number.isNaN(len) || len === desc.size;
+  }
+
+  /**
+   * Cross-repository mount: `POST …/blobs/uploads/?mount=DIGEST&from=REPO`.
+   * True when the registry linked the blob (201); false when it opened an
+   * upload instead (202; the session is left to expire), so the caller uploads.
+   */
+  async mountBlob(repository: string, desc: Descriptor, from: string, o: { signal?: AbortSignal } = {}): Promise<boolean> {
+    checkNames(this.registry, repository);
+    checkNames(this.registry, from);
+    parseDigest(desc.digest);
+    const ctx: RequestContext = { registry: this.registry, repository, digest: desc.digest };
+    const q = new URLSearchParams({ mount: desc.digest, from });
+    const res = await this.call(
+      {
+        method: 'POST',
+        path: `/v2/${repository}/blobs/uploads/?${q.toString()}`,
+        headers: { 'content-length': '0' },
+        scopes: this.pushScopes(repository, [`repository:${from}:pull`]),
+        signal: o.signal,
+        action: `mount blob ${desc.digest} from ${from} into ${this.registry}/${repository}`,
+        ctx,
+      },
+      (s) => s === 201 || s === 202,
+    );
+    await discard(res.body);
+    return res.status === 201;
+  }
+
+  /**
+   * Uploads a blob: POST opens a session, one PUT `?digest=` streams the whole
+   * body (monolithic upload). The registry checks the digest; the stream is
+   * sent once, so a failure is reported, not retried.
+   */
+  async pushBlob(repository: string, desc: Descriptor, data: Readable, o: { signal?: AbortSignal } = {}): Promise<void> {
+    checkNames(this.registry, repository);
+    parseDigest(desc.digest);
+    const ctx: RequestContext = { registry: this.registry, repository, digest: desc.digest };
+    const action = `push blob ${this.registry}/${repository}@${desc.digest}`;
+    let post: HttpResponse;
+    try {
+      post = await this.call(
+        { method: 'POST', path: `/v2/${repository}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes: this.pushScopes(repository), signal: o.signal, action, ctx },
+        (s) => s === 202,
+      );
+    } catch (e) {
+      data.destroy();
+      throw e;
+    }
+    await discard(post.body);
+    const loc = headerValue(post.headers, 'location');
+    if (loc === undefined) {
+      data.destroy();
+      throw new S2nError('EREGISTRY', `${action}: upload started without a Location`, { hint: 'the registry does not speak the distribution API correctly', context: { ...ctx } });
+    }
+    const url = new URL(loc, post.url);
+    url.searchParams.set('digest', desc.digest);
+    const res = await this.call(
+      {
+        method: 'PUT',
+        path: url.toString(),
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
+        body: data,
+        scopes: this.pushScopes(repository),
+        signal: o.signal,
+        action,
+        ctx,
+      },
+      (s) => s === 201 || s === 204,
+    );
+    await discard(res.body);
+  }
+
+  /** PUT a manifest or index under a tag or its digest; returns the digest of `bytes`. */
+  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string, o: { signal?: AbortSignal } = {}): Promise<Digest> {
+    checkNames(this.registry, repository, reference);
+    if (reference.includes(':')) parseDigest(reference);
+    const ctx: RequestContext = { registry: this.registry, repository, reference };
+    const res = await this.call(
+      {
+        method: 'PUT',
+        path: `/v2/${repository}/manifests/${reference}`,
+        headers: { 'content-type': mediaType },
+        body: bytes,
+        scopes: this.pushScopes(repository),
+        signal: o.signal,
+        action: `push manifest ${this.registry}/${repository}${reference.includes(':') ? '@' : ':'}${reference}`,
+        ctx,
+      },
+      (s) => s === 201 || s === 200,
+    );
+    await discard(res.body);
+    return hashOf('sha256', bytes);
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@
  * credentials do not travel to another origin.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { S2nError, sysCode } from '../../errors.js';
 import { isTransientNetworkCode, isTransientStatus, markTransient, parseRetryAfter } from './retry.js';
@@ -17,7 +18,8 @@ export interface HttpRequest {
   method: HttpMethod;
   url: URL;
   headers?: Record<string, string>;
-  body?: string | Buffer;
+  /** A stream can be sent once only (no answer to a 401 challenge, no retry). */
+  body?: string | Buffer | Readable;
   signal?: AbortSignal;
   /** The registry the request is made for: its certs.d CAs are trusted too. */
   registry?: string;
