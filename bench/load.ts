@@ -1,0 +1,95 @@
+/**
+ * Load benchmark: one `docker save`-style archive (default 6 × 15 MB layers,
+ * made with skopeo from a generated OCI layout) loaded into an empty store by
+ * `s2n-oci load`, beside `skopeo copy docker-archive:… oci:…` and
+ * `podman load` when they are installed. Prints median time and peak RSS.
+ *
+ *   npm run bench:load -- [--runs N] [--layers N] [--layer-mb N]
+ *
+ * Outputs are moved aside between runs and deleted at the end (see bench/pull.ts).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildLargeImageOnDisk } from '../test/helpers/images.js';
+import { mb, measure, median, printTable, type Measurement } from './measure.js';
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    layers: { type: 'string', default: '6' },
+    'layer-mb': { type: 'string', default: '15' },
+  },
+});
+const runs = Number(values.runs);
+const layers = Number(values.layers);
+const layerSize = Number(values['layer-mb']) * 1024 * 1024;
+
+const cli = join(resolve(import.meta.dirname, '..', '..'), 'dist', 'src', 'cli', 'main.js');
+const work = process.env.S2N_BENCH_DIR ?? join(tmpdir(), 's2n-bench');
+const imageDir = join(work, `image-${layers}x${values['layer-mb']}`);
+const archive = join(work, `docker-archive-${layers}x${values['layer-mb']}.tar`);
+const outDir = join(work, 'load-out');
+const trash = join(work, 'load-trash');
+mkdirSync(outDir, { recursive: true });
+mkdirSync(trash, { recursive: true });
+
+function has(cmd: string, probe: string[] = ['--version']): boolean {
+  try {
+    execFileSync(cmd, probe, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let seq = 0;
+function freshPath(name: string): string {
+  const p = join(outDir, name);
+  if (existsSync(p)) renameSync(p, join(trash, `${name}-${process.pid}-${seq++}`));
+  return p;
+}
+
+async function main(): Promise<void> {
+  if (!has('skopeo')) throw new Error('skopeo is needed to write the docker-archive: apt-get install skopeo');
+  await buildLargeImageOnDisk(imageDir, { layers, layerSize });
+  if (!existsSync(archive)) {
+    execFileSync('skopeo', ['copy', '-q', `oci:${imageDir}:latest`, `docker-archive:${archive}:bench/image:latest`]);
+  }
+  const size = statSync(archive).size;
+  console.error(`archive ${archive}: ${mb(size)}\n`);
+
+  const tools: Array<{ name: string; run: (i: number) => Promise<Measurement> }> = [
+    { name: 's2n-oci load', run: (i) => measure(process.execPath, [cli, '--root', freshPath(`s2n-${i}`), 'load', '-i', archive]) },
+    { name: 'skopeo copy', run: (i) => measure('skopeo', ['copy', '-q', `docker-archive:${archive}`, `oci:${freshPath(`skopeo-${i}`)}:latest`]) },
+  ];
+  if (has('podman') && has('podman', ['info'])) {
+    tools.push({ name: 'podman load', run: (i) => measure('podman', ['--root', freshPath(`podman-${i}`), '--runroot', freshPath(`podman-run-${i}`), 'load', '-q', '-i', archive]) });
+  } else {
+    console.error('podman is not installed or does not work here: comparing with skopeo only');
+  }
+  const results = new Map<string, Measurement[]>();
+  for (let i = 0; i < runs; i++) {
+    for (const t of tools) {
+      const m = await t.run(i);
+      if (m.code !== 0) throw new Error(`${t.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
+      results.set(t.name, [...(results.get(t.name) ?? []), m]);
+    }
+  }
+  const rows = [['tool', 'median time', 'min time', 'MB/s', 'peak RSS']];
+  for (const [name, ms] of results) {
+    const t = median(ms.map((m) => m.seconds));
+    rows.push([name, `${t.toFixed(2)} s`, `${Math.min(...ms.map((m) => m.seconds)).toFixed(2)} s`, (size / 1e6 / t).toFixed(0), mb(median(ms.map((m) => m.peakRss)))]);
+  }
+  console.log(`load of a ${mb(size)} docker-archive (${layers} layers), ${runs} runs each`);
+  printTable(rows);
+}
+
+try {
+  await main();
+} finally {
+  rmSync(outDir, { recursive: true, force: true });
+  rmSync(trash, { recursive: true, force: true });
+}
