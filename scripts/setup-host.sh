@@ -8,7 +8,7 @@
 set -euo pipefail
 
 runtime_pkgs=(runc crun uidmap)
-test_pkgs=(docker-registry apache2-utils openssl skopeo umoci zstd)
+test_pkgs=(docker-registry apache2-utils openssl skopeo umoci zstd podman)
 pkgs=("${runtime_pkgs[@]}")
 with_test=0
 if [[ "${1:-}" == "--test" ]]; then
