@@ -1,0 +1,446 @@
+/**
+ * Layers → rootfs. Each layer is decompressed by content (gzip, zstd or
+ * plain tar), hashed as it streams (the diff_id), framed by TarGuard, parsed
+ * by tar-stream, and applied entry by entry inside the root: every path is
+ * resolved with chroot semantics (resolve.ts), whiteouts and opaque
+ * directories remove lower-layer content only, directory modes and mtimes are
+ * set after the layer's last entry. A diff_id mismatch is an EDIGEST after
+ * the layer was applied: the caller discards the rootfs.
+ */
+import { constants as fsc } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, realpath, rm, symlink, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { S2nError, sysCode } from '../errors.js';
+import { parseDigest, type DigestAlgorithm } from '../oci/digest.js';
+import type { Digest } from '../oci/types.js';
+import { decompressor, detectCompression } from '../sources/archive/decompress.js';
+import { entryComponents, resolveComponents, unsafeEntry } from './resolve.js';
+import { malformed, TarGuard } from './tar-guard.js';
+
+export type WarningKind = 'device' | 'xattr' | 'pax-global' | 'trailing-data' | 'aufs-meta';
+
+export interface UnpackWarning {
+  kind: WarningKind;
+  message: string;
+  /** The first entry concerned. */
+  entry?: string;
+}
+
+export interface ApplyLayerOptions {
+  /** Expected digest of the uncompressed tar; a mismatch is EDIGEST. */
+  diffId?: Digest;
+  /** Called at most once per kind per layer. */
+  onWarning?: (w: UnpackWarning) => void;
+  /** 'real': chown each entry to its uid/gid (needs root or a user namespace); 'none': leave ownership alone. */
+  ownership: 'real' | 'none';
+  /** The zstd program for Node versions without a zstd decoder. */
+  zstdProgram?: string;
+}
+
+export interface ApplyLayerResult {
+  /** Digest of the uncompressed tar, as computed. */
+  diffId: Digest;
+  /** Tar entries seen (whiteouts and skipped entries included). */
+  entries: number;
+  /** Uncompressed bytes. */
+  size: number;
+  compression: 'gzip' | 'zstd' | 'none';
+  /** Entries not created: device nodes and FIFOs. */
+  skipped: number;
+}
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+interface DeferredDir {
+  abs: string;
+  mode: number;
+  mtime: Date;
+}
+
+/** Read the first bytes to sniff compression, then replay them in front of the rest. */
+async function sniff(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const chunks: Buffer[] = [];
+  let len = 0;
+  let done = false;
+  while (len < n) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    const c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    chunks.push(c);
+    len += c.length;
+  }
+  const head = Buffer.concat(chunks);
+  async function* replay(): AsyncGenerator<Buffer> {
+    if (head.length) yield head;
+    if (done) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  const stream = Readable.from(replay(), { objectMode: false });
+  stream.on('close', () => {
+    if (!done) void it.return?.();
+  });
+  return { head, stream };
+}
+
+class LayerApplier {
+  /** Keys (root-relative resolved paths) this layer created or replaced. */
+  private readonly created = new Set<string>();
+  /** Every ancestor of a created key ('' is the root). */
+  private readonly ancestors = new Set<string>();
+  private readonly dirs: DeferredDir[] = [];
+  private readonly warned = new Set<WarningKind>();
+  private readonly restore = new Map<string, number>();
+  private readonly asRoot = process.getuid?.() === 0;
+  skipped = 0;
+  /** Set when entry() read the body to its end. */
+  bodyConsumed = false;
+
+  constructor(
+    private readonly root: string,
+    private readonly opts: ApplyLayerOptions,
+  ) {}
+
+  warn(kind: WarningKind, message: string, entry?: string): void {
+    if (this.warned.has(kind)) return;
+    this.warned.add(kind);
+    this.opts.onWarning?.({ kind, message, ...(entry === undefined ? {} : { entry }) });
+  }
+
+  private abs(key: string): string {
+    return key === '' ? this.root : join(this.root, key);
+  }
+
+  private mark(key: string): void {
+    this.created.add(key);
+    const parts = key.split('/');
+    for (let i = 0; i < parts.length; i++) this.ancestors.add(parts.slice(0, i).join('/'));
+  }
+
+  /** Make every component of `parts` an existing real directory. */
+  private async ensureDirs(parts: readonly string[], entry: string): Promise<void> {
+    for (let i = 0; i <= parts.length; i++) {
+      const p = this.abs(parts.slice(0, i).join('/'));
+      let st;
+      try {
+        st = await lstat(p);
+      } catch (e) {
+        if (sysCode(e) !== 'ENOENT') throw e;
+        await mkdir(p, { mode: 0o755 });
+        continue;
+      }
+      if (!st.isDirectory()) throw malformed(`entry "${entry}": parent ${parts.slice(0, i).join('/')} is not a directory`, { entry });
+      if (!this.asRoot && (st.mode & 0o300) !== 0o300 && !this.restore.has(p)) {
+        this.restore.set(p, st.mode & 0o7777);
+        await chmod(p, (st.mode & 0o7777) | 0o700);
+      }
+    }
+  }
+
+  /** Remove whatever is at `abs` (a directory recursively), never following a symlink. */
+  private async clear(abs: string, keepDir: boolean): Promise<boolean> {
+    let st;
+    try {
+      st = await lstat(abs);
+    } catch (e) {
+      if (sysCode(e) === 'ENOENT') return false;
+      throw e;
+    }
+    if (st.isDirectory()) {
+      if (keepDir) return true;
+      await rm(abs, { recursive: true, force: true });
+    } else await unlink(abs);
+    return false;
+  }
+
+  /** Remove lower-layer content at `key`, keeping what this layer created. */
+  private async removeLower(key: string): Promise<void> {
+    const abs = this.abs(key);
+    if (this.created.has(key) || this.ancestors.has(key)) {
+      let st;
+      try {
+        st = await lstat(abs);
+      } catch (e) {
+        if (sysCode(e) === 'ENOENT') return;
+        throw e;
+      }
+      if (!st.isDirectory()) return;
+      for (const c of await readdir(abs)) await this.removeLower(key === '' ? c : `${key}/${c}`);
+      return;
+    }
+    await rm(abs, { recursive: true, force: true });
+  }
+
+  async entry(header: tar.Header, body: Readable): Promise<void> {
+    const name = header.name;
+    if (name.includes('\uFFFD') || (header.linkname ?? '').includes('\uFFFD')) {
+      throw unsafeEntry(name, 'has a name that is not valid UTF-8 (two different names could collide)');
+    }
+    const parts = entryComponents(name);
+    const base = parts[parts.length - 1];
+    const parentParts = await resolveComponents(this.root, parts.slice(0, -1), name);
+    const parentKey = parentParts.join('/');
+
+    if (base !== undefined && base.startsWith(WHITEOUT)) {
+      if (base === OPAQUE) {
+        let st;
+        try {
+          st = await lstat(this.abs(parentKey));
+        } catch (e) {
+          if (sysCode(e) === 'ENOENT' || sysCode(e) === 'ENOTDIR') return;
+          throw e;
+        }
+        if (!st.isDirectory()) return;
+        for (const c of await readdir(this.abs(parentKey))) await this.removeLower(parentKey === '' ? c : `${parentKey}/${c}`);
+        return;
+      }
+      if (base.startsWith(`${WHITEOUT}${WHITEOUT}`)) {
+        this.warn('aufs-meta', `ignored AUFS metadata entry "${name}"`, name);
+        return;
+      }
+      const target = base.slice(WHITEOUT.length);
+      if (target === '' || target === '.' || target === '..') throw unsafeEntry(name, 'is a whiteout of no file, of "." or of ".."');
+      const key = parentKey === '' ? target : `${parentKey}/${target}`;
+      // Same-layer files are not hidden by the layer's own whiteouts (image-spec layer.md).
+      if (this.created.has(key)) return;
+      await this.removeLower(key);
+      return;
+    }
+
+    const type = header.type;
+    if (base === undefined) {
+      // The root itself: only a directory entry may name it (its metadata applies to the root).
+      if (type !== 'directory') throw unsafeEntry(name, `names the root as a ${type ?? 'entry of unknown type'}`);
+      await this.meta(this.root, header);
+      this.dirs.push({ abs: this.root, mode: header.mode ?? 0o755, mtime: mtimeOf(header) });
+      return;
+    }
+    await this.ensureDirs(parentParts, name);
+    const key = parentKey === '' ? base : `${parentKey}/${base}`;
+    const abs = this.abs(key);
+
+    switch (type) {
+      case 'directory': {
+        if (!(await this.clear(abs, true))) await mkdir(abs, { mode: 0o700 });
+        await this.meta(abs, header);
+        this.dirs.push({ abs, mode: header.mode ?? 0o755, mtime: mtimeOf(header) });
+        break;
+      }
+      case 'file':
+      case 'contiguous-file': {
+        await this.clear(abs, false);
+        const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        try {
+          for await (const chunk of body as AsyncIterable<Buffer>) await fh.write(chunk);
+          this.bodyConsumed = true;
+          if (this.opts.ownership === 'real') await fh.chown(...owner(header));
+          await fh.chmod((header.mode ?? 0o644) & 0o7777); // after chown, which clears setuid/setgid
+          const t = mtimeOf(header);
+          await fh.utimes(t, t);
+        } finally {
+          await fh.close();
+        }
+        break;
+      }
+      case 'symlink': {
+        await this.clear(abs, false);
+        await symlink(header.linkname ?? '', abs);
+        if (this.opts.ownership === 'real') await lchown(abs, ...owner(header));
+        const t = mtimeOf(header);
+        await lutimes(abs, t, t);
+        break;
+      }
+      case 'link': {
+        const tparts = entryComponents(header.linkname ?? '');
+        if (tparts.length === 0) throw unsafeEntry(name, 'is a hard link to the root');
+        const tparent = await resolveComponents(this.root, tparts.slice(0, -1), name);
+        const tkey = [...tparent, tparts[tparts.length - 1]!].join('/');
+        const tabs = this.abs(tkey);
+        let st;
+        try {
+          st = await lstat(tabs);
+        } catch (e) {
+          if (sysCode(e) === 'ENOENT' || sysCode(e) === 'ENOTDIR') {
+            throw malformed(`entry "${name}": hard link target "${header.linkname ?? ''}" does not exist`, { entry: name, target: header.linkname });
+          }
+          throw e;
+        }
+        if (st.isDirectory()) throw unsafeEntry(name, `is a hard link to a directory ("${header.linkname ?? ''}")`);
+        if (tkey === key) break;
+        await this.clear(abs, false);
+        await link(tabs, abs); // link(2) does not follow a symlink target
+        break;
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        // Node cannot mknod, as root or not: the entry is skipped (what was there is removed).
+        await this.clear(abs, false);
+        this.skipped++;
+        this.warn('device', `skipped device nodes and FIFOs (cannot be created here), first: "${name}"`, name);
+        break;
+      }
+      default:
+        throw malformed(`entry "${name}" has an unsupported type (${String(type)})`, { entry: name });
+    }
+    this.mark(key);
+    if (header.pax && Object.keys(header.pax).some((k) => k.startsWith('SCHILY.xattr.'))) {
+      this.warn('xattr', `extended attributes were not applied (Node.js has no xattr API), first on "${name}"`, name);
+    }
+  }
+
+  private async meta(abs: string, header: tar.Header): Promise<void> {
+    if (this.opts.ownership === 'real') await lchown(abs, ...owner(header));
+  }
+
+  /** Directory modes and mtimes, after all entries of the layer. */
+  async finish(): Promise<void> {
+    for (const [p, mode] of this.restore) {
+      await chmod(p, mode).catch(() => {});
+    }
+    for (let i = this.dirs.length - 1; i >= 0; i--) {
+      const d = this.dirs[i]!;
+      const st = await lstat(d.abs).catch(() => undefined);
+      if (!st?.isDirectory()) continue;
+      await chmod(d.abs, d.mode & 0o7777);
+      await lutimes(d.abs, d.mtime, d.mtime);
+    }
+  }
+}
+
+/** A Node system error (ENOSPC, EACCES...), as opposed to a stream or parser error. */
+function isSystemError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && 'syscall' in e && sysCode(e) !== undefined;
+}
+
+function paxNumber(header: tar.Header, key: string): number | undefined {
+  const v = (header.pax as Record<string, string> | null | undefined)?.[key];
+  if (v === undefined || !/^\d+(\.\d+)?$/.test(v)) return undefined;
+  return Number(v);
+}
+
+function owner(header: tar.Header): [number, number] {
+  const uid = paxNumber(header, 'uid') ?? header.uid ?? 0;
+  const gid = paxNumber(header, 'gid') ?? header.gid ?? 0;
+  return [Math.trunc(uid), Math.trunc(gid)];
+}
+
+function mtimeOf(header: tar.Header): Date {
+  const pax = paxNumber(header, 'mtime');
+  if (pax !== undefined) return new Date(pax * 1000);
+  return header.mtime ?? new Date(0);
+}
+
+const GUARD_TYPES: Record<string, string> = {
+  '0': 'file',
+  '1': 'link',
+  '2': 'symlink',
+  '3': 'character-device',
+  '4': 'block-device',
+  '5': 'directory',
+  '6': 'fifo',
+  '7': 'contiguous-file',
+};
+
+/** Apply one layer (a tar, gzip'd tar or zstd'd tar stream) onto `rootfs`. */
+export async function applyLayer(rootfs: string, layer: Readable, opts: ApplyLayerOptions): Promise<ApplyLayerResult> {
+  const algorithm: DigestAlgorithm = opts.diffId === undefined ? 'sha256' : parseDigest(opts.diffId).algorithm;
+  const { head, stream } = await sniff(layer, 6);
+  const c = detectCompression(head);
+  if (c === 'bzip2' || c === 'xz') {
+    stream.destroy();
+    throw malformed(`${c}-compressed layers are not supported`, { compression: c });
+  }
+  const applier = new LayerApplier(await realpath(rootfs), opts);
+  const guard = new TarGuard(algorithm);
+  const extract = tar.extract();
+  // Listen for entries before any byte flows: tar-stream's iterator only sees entries emitted after it was made.
+  const entryIterator = { [Symbol.asyncIterator]: ((it) => () => it)(extract[Symbol.asyncIterator]()) };
+  const stages: NodeJS.ReadWriteStream[] = c === 'none' ? [] : [decompressor(c, 'layer', opts.zstdProgram)];
+  const feeding = (pipeline as unknown as (...s: unknown[]) => Promise<void>)(stream, ...stages, guard, extract);
+  feeding.catch(() => {}); // surfaced through the iterator or awaited below
+
+  let entries = 0;
+  try {
+    for await (const entryStream of entryIterator) {
+      const body = entryStream as unknown as Readable & { header: tar.Header };
+      const header = body.header;
+      const framed = guard.entries.shift();
+      const expectedType = framed === undefined ? undefined : GUARD_TYPES[framed.typeflag] ?? null;
+      const isDirByName = framed?.typeflag === '0' && header.type === 'directory';
+      if (framed === undefined || (!isDirByName && expectedType !== header.type) || (header.type !== 'directory' && framed.size !== header.size)) {
+        throw malformed(`tar parsers disagree about entry "${header.name}"`, { entry: header.name });
+      }
+      entries++;
+      applier.bodyConsumed = false;
+      await applier.entry(header, body);
+      // Drain what the entry did not read (whiteouts with data, skipped entries).
+      if (!applier.bodyConsumed) {
+        for await (const _ of body as AsyncIterable<unknown>) {
+          /* discard */
+        }
+      }
+    }
+    await feeding;
+  } catch (e) {
+    stream.destroy();
+    extract.destroy();
+    const fed = await feeding.then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    // The first meaningful error: ours (guard, decompressor, entry checks), a system error, else tar-stream's.
+    if (e instanceof S2nError || isSystemError(e)) throw e;
+    if (fed instanceof S2nError || isSystemError(fed)) throw fed;
+    throw malformed(`cannot read the tar (${e instanceof Error ? e.message : String(e)})`, { cause: String(e) });
+  }
+  await applier.finish();
+  if (guard.globalHeaders > 0) applier.warn('pax-global', `ignored ${guard.globalHeaders} PAX global header(s)`);
+  if (guard.trailingData) applier.warn('trailing-data', 'ignored data after the end-of-archive marker');
+  const diffId = guard.hasher.digest();
+  if (opts.diffId !== undefined && diffId !== opts.diffId) {
+    throw new S2nError('EDIGEST', `apply layer: uncompressed content has digest ${diffId}, the image config says ${opts.diffId}`, {
+      hint: 'the layer does not match the image config; discard the rootfs and pull the image again',
+      context: { expected: opts.diffId, actual: diffId },
+    });
+  }
+  return { diffId, entries, size: guard.hasher.bytes, compression: c, skipped: applier.skipped };
+}
+
+export interface LayerToApply {
+  open(): Promise<Readable>;
+  diffId: Digest;
+}
+
+export interface UnpackImageOptions extends Omit<ApplyLayerOptions, 'diffId'> {}
+
+/** Apply `layers` in order (bottom first); each warning kind is reported once for the whole image. */
+export async function unpackImage(rootfs: string, layers: readonly LayerToApply[], opts: UnpackImageOptions): Promise<ApplyLayerResult[]> {
+  const seen = new Set<WarningKind>();
+  const onWarning = (w: UnpackWarning): void => {
+    if (seen.has(w.kind)) return;
+    seen.add(w.kind);
+    opts.onWarning?.(w);
+  };
+  const results: ApplyLayerResult[] = [];
+  for (const [i, l] of layers.entries()) {
+    const stream = await l.open();
+    try {
+      results.push(await applyLayer(rootfs, stream, { ...opts, diffId: l.diffId, onWarning }));
+    } catch (e) {
+      throw e instanceof S2nError ? e.withPrefix(`unpack layer ${i + 1}/${layers.length}`, { diffId: l.diffId }) : e;
+    }
+  }
+  return results;
+}

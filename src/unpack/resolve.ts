@@ -1,0 +1,85 @@
+/**
+ * Paths inside a root, with chroot semantics (containerd's fs.RootPath, Go's
+ * securejoin): names are taken relative to the root, symlinks met on the way
+ * are resolved as if the root were `/` (an absolute target restarts at the
+ * root, `..` stops at it), and the last component is never followed, so the
+ * entry being created replaces whatever is there instead of writing through it.
+ */
+import { lstat, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { S2nError, sysCode } from '../errors.js';
+
+/** Symlinks followed while resolving one path before we call it a loop (Linux allows 40). */
+const MAX_HOPS = 255;
+
+export function unsafeEntry(entry: string, detail: string): S2nError {
+  return new S2nError('EUNSAFEPATH', `apply layer: entry "${entry}" ${detail}`, {
+    hint: 'the layer tries to write outside the image root; the image is damaged or hostile',
+    context: { entry },
+  });
+}
+
+/**
+ * The components of an entry name, cleaned lexically: absolute names are taken
+ * relative to the root; `.` and empty components dropped; `..` refused when it
+ * would climb above the root. `[]` is the root itself.
+ */
+export function entryComponents(name: string): string[] {
+  const out: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (out.length === 0) throw unsafeEntry(name, 'climbs above the root');
+      out.pop();
+    } else out.push(c);
+  }
+  return out;
+}
+
+/**
+ * Resolve `parts` (all followed, symlinks included) under `root`: the real
+ * components, relative to the root, none of them a symlink. Components that
+ * do not exist are kept as they are.
+ */
+export async function resolveComponents(root: string, parts: readonly string[], entry = parts.join('/')): Promise<string[]> {
+  const out: string[] = [];
+  const queue = [...parts];
+  let hops = 0;
+  while (queue.length > 0) {
+    const c = queue.shift()!;
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      out.pop(); // at the root, `..` is the root
+      continue;
+    }
+    const p = join(root, ...out, c);
+    let link: string | undefined;
+    try {
+      const st = await lstat(p);
+      if (st.isSymbolicLink()) link = await readlink(p);
+    } catch (e) {
+      const code = sysCode(e);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+    }
+    if (link === undefined) {
+      out.push(c);
+      continue;
+    }
+    if (++hops > MAX_HOPS) throw unsafeEntry(entry, 'goes through too many symlinks (a loop?)');
+    if (link.startsWith('/')) out.length = 0;
+    queue.unshift(...link.split('/'));
+  }
+  return out;
+}
+
+/**
+ * The host path of entry `name` under `root`: the parent resolved inside the
+ * root, the last component not followed. Throws EUNSAFEPATH for names that
+ * climb above the root.
+ */
+export async function resolveInRoot(root: string, name: string): Promise<string> {
+  const parts = entryComponents(name);
+  if (parts.length === 0) return root;
+  const parent = await resolveComponents(root, parts.slice(0, -1), name);
+  return join(root, ...parent, parts[parts.length - 1]!);
+}
