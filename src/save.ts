@@ -17,6 +17,8 @@ export interface SaveOptions {
   platform?: Platform;
   onEvent?: (e: CopyEvent) => void;
   signal?: AbortSignal;
+  /** Write the archive to this stream (left open) instead of `path`, which then only names it ('-'). */
+  stream?: NodeJS.WritableStream;
 }
 
 export interface SavedImage {
@@ -41,7 +43,7 @@ export async function saveImages(store: ContentStore, refs: string[], path: stri
   }
   // A lease keeps prune from removing blobs while they are read.
   return store.withLease(async () => {
-    const sink = await ArchiveSink.create(path, format);
+    const sink = opts.stream ? await ArchiveSink.toStream(opts.stream, format, path) : await ArchiveSink.create(path, format);
     const images: SavedImage[] = [];
     try {
       for (const name of names) {

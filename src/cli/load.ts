@@ -2,12 +2,14 @@ import type { Command } from 'commander';
 import { loadArchive } from '../load.js';
 import { parsePlatform } from '../oci/platform.js';
 import { action } from './context.js';
-import { result } from './output.js';
+import { nullStream, result } from './output.js';
+import { ProgressRenderer } from './progress.js';
 
 interface LoadFlags {
   input: string;
   tag?: string[];
   platform?: string;
+  quiet?: boolean;
 }
 
 export function registerLoad(program: Command): void {
@@ -18,16 +20,21 @@ export function registerLoad(program: Command): void {
     .argument('[image]', 'load only this image of the archive (one of its names)')
     .option('-t, --tag <reference>', 'store the loaded image under this name instead of the archive\'s (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--platform <os/arch[/variant]>', 'platform to choose where an archive entry is a multi-platform index (default: this host)')
-    .option('--json', 'print a JSON array of the loaded images')
+    .option('-q, --quiet', 'no progress on stderr')
+    .option('--json', 'print a JSON array of the loaded images (progress as JSON lines on stderr)')
     .action(
       action(async (ctx, image: string | undefined, flags: LoadFlags) => {
         const store = await ctx.store();
+        // Bars on a terminal, nothing otherwise (as docker load), NDJSON with --json.
+        const progress = new ProgressRenderer(flags.quiet ? { ...ctx.out, json: false, stderr: nullStream } : ctx.out, { verb: 'loading', plain: false });
         const r = await loadArchive(store, flags.input, {
+          onEvent: progress.onEvent,
           ...(flags.tag ? { tags: flags.tag } : {}),
           ...(image !== undefined ? { image } : {}),
           ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
           stdin: process.stdin,
         });
+        progress.finish();
         if (ctx.out.json) {
           result(ctx.out, JSON.stringify(r.images.map((i) => ({ name: i.name, names: i.names, digest: i.digest, mediaType: i.mediaType, config: i.config, ...(i.index ? { index: i.index } : {}) }))));
           return;

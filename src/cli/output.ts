@@ -8,6 +8,9 @@ export interface Output {
   stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
 }
 
+/** A stderr that swallows everything (--quiet progress). */
+export const nullStream = { write: () => true, isTTY: false } as unknown as NodeJS.WritableStream;
+
 export function result(out: Output, text: string): void {
   out.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }

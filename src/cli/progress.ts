@@ -10,6 +10,20 @@ interface BlobState {
   state: 'waiting' | 'pulling' | 'done' | 'exists';
 }
 
+/** What the copy is called in the lines: "pulling x", "pulled layer …". */
+export type ProgressVerb = 'pulling' | 'loading' | 'copying';
+
+const PAST: Record<ProgressVerb, string> = { pulling: 'pulled', loading: 'loaded', copying: 'copied' };
+
+export interface ProgressOptions {
+  /** Default 'pulling'. */
+  verb?: ProgressVerb;
+  /** Plain lines when stderr is not a terminal (default true); false prints nothing then, as `docker load` does. */
+  plain?: boolean;
+  /** Injectable clock for tests. */
+  now?: () => number;
+}
+
 /**
  * Renders copy progress on stderr: redrawn bars on a TTY, a few plain lines
  * otherwise, NDJSON events with --json. Hand-written because it is a page of
@@ -20,15 +34,22 @@ export class ProgressRenderer {
   private drawn = 0;
   private lastDraw = 0;
   private readonly tty: boolean;
+  private readonly silent: boolean;
+  private readonly verb: ProgressVerb;
+  private readonly now: () => number;
 
   constructor(
     private readonly out: Output,
-    private readonly now: () => number = Date.now,
+    o: ProgressOptions = {},
   ) {
     this.tty = !out.json && out.stderr.isTTY === true;
+    this.silent = !out.json && !this.tty && o.plain === false;
+    this.verb = o.verb ?? 'pulling';
+    this.now = o.now ?? Date.now;
   }
 
   readonly onEvent = (e: CopyEvent): void => {
+    if (this.silent) return;
     if (this.out.json) {
       // Progress events are frequent; one per percent is plenty for a machine reader.
       if (e.type === 'blob-progress' && !this.percentStep(e.digest, e.bytes, e.size)) return;
@@ -37,7 +58,7 @@ export class ProgressRenderer {
     }
     switch (e.type) {
       case 'resolved':
-        this.line(`pulling ${e.source} (${e.root.digest})`);
+        this.line(`${this.verb} ${e.source} (${e.root.digest})`);
         break;
       case 'manifest':
         for (const l of e.layers) this.blobs.set(l.digest, { digest: l.digest, size: l.size, bytes: 0, started: 0, state: 'waiting' });
@@ -57,7 +78,7 @@ export class ProgressRenderer {
         b.state = e.existed ? 'exists' : 'done';
         b.bytes = e.size;
         if (!this.tty && e.kind === 'layer') {
-          this.line(`${e.existed ? 'already have' : 'pulled'} layer ${shortDigest(e.digest)} (${humanSize(e.size)})`);
+          this.line(`${e.existed ? 'already have' : PAST[this.verb]} layer ${shortDigest(e.digest)} (${humanSize(e.size)})`);
         }
         break;
       }

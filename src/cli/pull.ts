@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { parsePlatform } from '../oci/platform.js';
 import { pullImage } from '../pull.js';
 import { action } from './context.js';
-import { info, result } from './output.js';
+import { info, nullStream, result } from './output.js';
 import { ProgressRenderer } from './progress.js';
 
 interface PullFlags {
@@ -61,5 +61,3 @@ export function registerPull(program: Command): void {
       }),
     );
 }
-
-const nullStream = { write: () => true, isTTY: false } as unknown as NodeJS.WritableStream;

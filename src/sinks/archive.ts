@@ -4,7 +4,9 @@
  * entry by entry as the copy engine hands blobs over (each checked against its
  * descriptor on the way through); nothing is staged. The file is written under
  * a temporary name next to FILE and renamed into place by close(), so a failed
- * save leaves no half archive behind.
+ * save leaves no half archive behind. `ArchiveSink.toStream` writes to an
+ * open stream instead (`save` to stdout), which it does not end or close; a
+ * failure there leaves what was written.
  *
  * Both formats keep every blob exactly as it is stored (compressed layers
  * stay compressed), so manifest digests survive a save → load round trip:
@@ -27,7 +29,7 @@
  * without a repository (`latest`, from `oci-archive:FILE:latest`) becomes the
  * ref name only.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -75,12 +77,26 @@ export class ArchiveSink implements ImageSink {
   private constructor(
     readonly path: string,
     readonly format: ArchiveFormat,
-    private readonly tmp: string,
-    file: WriteStream,
+    /** The temporary file renamed to `path` by close(); undefined when writing to a stream. */
+    private readonly tmp: string | undefined,
+    file: NodeJS.WritableStream,
   ) {
     this.description = `${format}:${path}`;
-    this.done = pipeline(this.pack, file);
+    this.done = tmp === undefined ? pumpInto(this.pack as AsyncIterable<Buffer>, file) : pipeline(this.pack, file);
     this.done.catch((e: unknown) => (this.failed ??= e));
+  }
+
+  /** Writes the archive to `out` (e.g. stdout), which is left open; `name` is for messages. */
+  static async toStream(out: NodeJS.WritableStream, format: ArchiveFormat, name = '-'): Promise<ArchiveSink> {
+    const sink = new ArchiveSink(name, format, undefined, out);
+    await sink.start();
+    return sink;
+  }
+
+  private async start(): Promise<void> {
+    await this.entry('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: LAYOUT_VERSION })));
+    await this.dir('blobs/');
+    await this.dir('blobs/sha256/');
   }
 
   /** Starts writing `path` (under a temporary name until close()). */
@@ -100,9 +116,7 @@ export class ArchiveSink implements ImageSink {
       });
     }
     const sink = new ArchiveSink(path, format, tmp, file);
-    await sink.entry('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: LAYOUT_VERSION })));
-    await sink.dir('blobs/');
-    await sink.dir('blobs/sha256/');
+    await sink.start();
     return sink;
   }
 
@@ -157,7 +171,7 @@ export class ArchiveSink implements ImageSink {
       this.pack.finalize();
       await this.done;
       if (this.failed !== undefined) throw this.failed;
-      await rename(this.tmp, this.path);
+      if (this.tmp !== undefined) await rename(this.tmp, this.path);
     } catch (e) {
       await this.abort();
       throw e;
@@ -168,7 +182,7 @@ export class ArchiveSink implements ImageSink {
     this.closed = true;
     this.pack.destroy();
     await this.done.catch(() => {});
-    await unlink(this.tmp).catch(() => {});
+    if (this.tmp !== undefined) await unlink(this.tmp).catch(() => {});
   }
 
   private async serialised(fn: () => Promise<void>): Promise<void> {
@@ -253,5 +267,36 @@ function fullName(n: string): Reference | undefined {
     return parseReference(n);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Copies `src` into `dest` without ending it (stdout stays usable and is
+ * not closed), honouring back-pressure; resolves once the last write is
+ * flushed, rejects on an error of either (EPIPE when the reader went away).
+ */
+async function pumpInto(src: AsyncIterable<Buffer>, dest: NodeJS.WritableStream): Promise<void> {
+  let onError: (e: unknown) => void = () => {};
+  const failed = new Promise<never>((_r, reject) => (onError = reject));
+  failed.catch(() => {});
+  // Left attached: a late EPIPE must not become an uncaught 'error'.
+  dest.on('error', onError);
+  {
+    const write = (chunk: Buffer): Promise<void> =>
+      Promise.race([
+        failed,
+        new Promise<void>((resolve, reject) => {
+          dest.write(chunk, (e) => (e ? reject(e) : resolve()));
+        }),
+      ]);
+    let pending: Promise<void> = Promise.resolve();
+    for await (const chunk of src) {
+      const w = write(chunk);
+      w.catch(() => {});
+      // One write in flight at a time beyond the buffer: wait for the previous one.
+      await pending;
+      pending = w;
+    }
+    await pending;
   }
 }

@@ -26,7 +26,7 @@ describe('ProgressRenderer', () => {
   it('draws a bar per layer on a terminal and leaves the final state', () => {
     const c = capture(true);
     let t = 0;
-    feed(new ProgressRenderer(c.out, () => (t += 200)));
+    feed(new ProgressRenderer(c.out, { now: () => (t += 200) }));
     const text = c.text();
     expect(text).toContain('\x1b['); // redraws in place
     expect(text).toMatch(/aaaaaaaaaaaa {2}\[=+\] 2\.00 MB\/2\.00 MB {2}done/);
@@ -52,5 +52,30 @@ describe('ProgressRenderer', () => {
     feed(new ProgressRenderer(c.out));
     const events = c.text().trim().split('\n').map((l) => JSON.parse(l) as { type: string });
     expect(events.map((e) => e.type)).toEqual(['resolved', 'manifest', 'blob-done', 'blob-start', 'blob-progress', 'blob-done']);
+  });
+
+  it('names the operation with the verb option', () => {
+    const c = capture(false);
+    feed(new ProgressRenderer(c.out, { verb: 'loading' }));
+    expect(c.text().trim().split('\n')).toEqual([
+      'loading docker://x/y:1 (sha256:aaaaaaaaaaaa1111)',
+      'manifest sha256:aaaaaaaaaaaa1111: 2 layers, 2.00 MB',
+      'already have layer bbbbbbbbbbbb (1.00 kB)',
+      'loaded layer aaaaaaaaaaaa (2.00 MB)',
+    ]);
+    const t = capture(true);
+    feed(new ProgressRenderer(t.out, { verb: 'copying', plain: false }));
+    expect(t.text()).toContain('copying docker://x/y:1 (sha256:aaaaaaaaaaaa1111)\n');
+    expect(t.text()).toMatch(/aaaaaaaaaaaa {2}\[=+\] 2\.00 MB\/2\.00 MB {2}done/);
+    expect(t.text()).not.toContain('pull');
+  });
+
+  it('with plain: false prints nothing when not on a terminal, but still NDJSON with --json', () => {
+    const c = capture(false);
+    feed(new ProgressRenderer(c.out, { verb: 'loading', plain: false }));
+    expect(c.text()).toBe('');
+    const j = capture(false, true);
+    feed(new ProgressRenderer(j.out, { verb: 'loading', plain: false }));
+    expect(j.text().trim().split('\n')).toHaveLength(6);
   });
 });

@@ -21,7 +21,9 @@ export type Fault =
   /** Send `afterBytes` bytes, then nothing, keeping the connection open (for client timeouts). */
   | { kind: 'stall'; afterBytes: number }
   /** Wait `ms` before forwarding. */
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /** Forward the request, let upstream answer, then reset the connection before sending any of it (a lost response). */
+  | { kind: 'drop' };
 
 export type FaultKind = Fault['kind'];
 
@@ -32,6 +34,8 @@ export interface RuleMatch {
   path: RegExp | string;
   /** How many matching requests get the fault. Default 1; Infinity allowed. */
   times?: number;
+  /** Let this many matching requests through untouched first. Default 0. */
+  skip?: number;
 }
 
 export type FaultRule = RuleMatch & Fault;
@@ -42,6 +46,8 @@ export interface ActiveRule {
   remaining: number;
   /** Requests faulted so far. */
   hits: number;
+  /** Matching requests still to let through before faulting. */
+  skip: number;
 }
 
 export interface ProxyLogEntry {
@@ -53,6 +59,8 @@ export interface ProxyLogEntry {
   /** Status sent to the client; null if the proxy failed before sending headers. */
   status: number | null;
   range: string | undefined;
+  /** The request's Content-Range (chunked uploads). */
+  contentRange: string | undefined;
   authorization: boolean;
   fault: FaultKind | undefined;
   /** Body bytes written to the client. */
@@ -112,7 +120,7 @@ export async function startFaultProxy(upstream: string | { url: string }, opts: 
   let proxyOrigin = '';
 
   const addRule = (rule: FaultRule): ActiveRule => {
-    const active: ActiveRule = { rule, remaining: rule.times ?? 1, hits: 0 };
+    const active: ActiveRule = { rule, remaining: rule.times ?? 1, hits: 0, skip: rule.skip ?? 0 };
     rules.push(active);
     return active;
   };
@@ -122,7 +130,11 @@ export async function startFaultProxy(upstream: string | { url: string }, opts: 
 
   const handle = async (req: IncomingMessage, res: ServerResponse, entry: ProxyLogEntry): Promise<void> => {
     const method = req.method ?? 'GET';
-    const active = rules.find((r) => matches(r, method, entry.path));
+    let active = rules.find((r) => matches(r, method, entry.path));
+    if (active && active.skip > 0) {
+      active.skip--;
+      active = undefined;
+    }
     let fault: Fault | undefined;
     if (active) {
       active.remaining--;
@@ -166,6 +178,17 @@ export async function startFaultProxy(upstream: string | { url: string }, opts: 
       req.pipe(ureq);
       req.on('error', (e) => ureq.destroy(e));
     });
+
+    if (fault?.kind === 'drop') {
+      await new Promise<void>((resolve) => {
+        up.resume();
+        up.once('end', resolve);
+        up.once('error', () => resolve());
+      });
+      entry.status = null;
+      res.socket?.resetAndDestroy();
+      return;
+    }
 
     // If the client goes away, stop reading upstream so the pooled socket is not left half-read.
     res.once('close', () => {
@@ -228,6 +251,7 @@ export async function startFaultProxy(upstream: string | { url: string }, opts: 
       url: req.url ?? '/',
       status: null,
       range: req.headers.range,
+      contentRange: req.headers['content-range'],
       authorization: req.headers.authorization !== undefined,
       fault: undefined,
       bytesSent: 0,

@@ -31,7 +31,7 @@ import {
 } from './http.js';
 import { normalizeRegistry } from './hosts.js';
 import { openResumable } from './resumable.js';
-import { retryPolicy, withRetry, type RetryOptions, type RetryPolicy } from './retry.js';
+import { retryDelay, retryPolicy, transientMark, withRetry, type RetryOptions, type RetryPolicy } from './retry.js';
 import { Transport, type Endpoint } from './transport.js';
 
 export interface RegistryClientOptions {
@@ -50,7 +50,14 @@ export interface RegistryClientOptions {
   onWarning?: (message: string) => void;
   /** Injectable for tests; default undici through the transport. */
   send?: HttpSend;
+  /** Blobs larger than this are pushed in chunks (PATCH); smaller in one PUT. Default 64 MiB. */
+  chunkedUploadThreshold?: number;
+  /** Chunk size for chunked pushes; one chunk is held in memory to resend it. Default 16 MiB. */
+  uploadChunkSize?: number;
 }
+
+export const DEFAULT_CHUNKED_UPLOAD_THRESHOLD = 64 * 1024 * 1024;
+export const DEFAULT_UPLOAD_CHUNK_SIZE = 16 * 1024 * 1024;
 
 export interface GetManifestOptions {
   /** Default MANIFEST_ACCEPT. */
@@ -463,15 +470,18 @@ export class RegistryClient {
     return [`repository:${repository}:pull,push`, ...extra];
   }
 
-  /** One exchange with the registry (no mirrors); retried on transient failures unless the body is a stream. */
-  private async call(x: Omit<Exchange, 'ctx'> & { ctx: RequestContext }, ok: (status: number) => boolean): Promise<HttpResponse> {
+  /**
+   * One exchange with the registry (no mirrors); retried on transient
+   * failures unless the body is a stream or `retry` is false.
+   */
+  private async call(x: Omit<Exchange, 'ctx'> & { ctx: RequestContext }, ok: (status: number) => boolean, retry = true): Promise<HttpResponse> {
     const { origin } = await this.targets();
     const once = async (): Promise<HttpResponse> => {
       const { res } = await this.exchange(origin, x);
       if (ok(res.status)) return res;
       throw await statusError(res, x.action, x.ctx);
     };
-    return x.body instanceof Readable ? once() : withRetry(once, this.retry, x.signal);
+    return x.body instanceof Readable || !retry ? once() : withRetry(once, this.retry, x.signal);
   }
 
   /** HEAD the blob: true when `repository` has it with the descriptor's size. */
@@ -524,32 +534,54 @@ export class RegistryClient {
   }
 
   /**
-   * Uploads a blob: POST opens a session, one PUT `?digest=` streams the whole
-   * body (monolithic upload). The registry checks the digest; the stream is
-   * sent once, so a failure is reported, not retried.
+   * Uploads a blob: POST opens a session; then either one PUT `?digest=`
+   * streams the whole body (monolithic upload; the stream is sent once, so a
+   * failure is reported, not retried), or, for blobs over
+   * `chunkedUploadThreshold`, PATCHes of `uploadChunkSize` bytes each
+   * followed by an empty PUT `?digest=` (see pushChunks). The registry checks
+   * the digest.
    */
   async pushBlob(repository: string, desc: Descriptor, data: Readable, o: { signal?: AbortSignal } = {}): Promise<void> {
     checkNames(this.registry, repository);
     parseDigest(desc.digest);
     const ctx: RequestContext = { registry: this.registry, repository, digest: desc.digest };
     const action = `push blob ${this.registry}/${repository}@${desc.digest}`;
-    let post: HttpResponse;
+    const scopes = this.pushScopes(repository);
+    let url: URL;
     try {
-      post = await this.call(
-        { method: 'POST', path: `/v2/${repository}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes: this.pushScopes(repository), signal: o.signal, action, ctx },
+      const post = await this.call(
+        { method: 'POST', path: `/v2/${repository}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes, signal: o.signal, action, ctx },
         (s) => s === 202,
       );
+      await discard(post.body);
+      url = this.uploadLocation(post, action, ctx);
     } catch (e) {
       data.destroy();
       throw e;
     }
-    await discard(post.body);
-    const loc = headerValue(post.headers, 'location');
-    if (loc === undefined) {
-      data.destroy();
-      throw new S2nError('EREGISTRY', `${action}: upload started without a Location`, { hint: 'the registry does not speak the distribution API correctly', context: { ...ctx } });
+    const threshold = this.o.chunkedUploadThreshold ?? DEFAULT_CHUNKED_UPLOAD_THRESHOLD;
+    if (desc.size > threshold) {
+      try {
+        url = await this.pushChunks(url, desc, data, scopes, o.signal, action, ctx);
+      } catch (e) {
+        data.destroy();
+        throw e;
+      }
+      url.searchParams.set('digest', desc.digest);
+      let res: HttpResponse;
+      try {
+        res = await this.call(
+          { method: 'PUT', path: url.toString(), headers: { 'content-length': '0' }, scopes, signal: o.signal, action, ctx },
+          (s) => s === 201 || s === 204,
+        );
+      } catch (e) {
+        // A retried PUT whose first try did commit finds its session gone (404): the blob is there.
+        if (e instanceof S2nError && e.code === 'ENOTFOUND' && (await this.hasBlob(repository, desc, o).catch(() => false))) return;
+        throw e;
+      }
+      await discard(res.body);
+      return;
     }
-    const url = new URL(loc, post.url);
     url.searchParams.set('digest', desc.digest);
     const res = await this.call(
       {
@@ -557,7 +589,7 @@ export class RegistryClient {
         path: url.toString(),
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
         body: data,
-        scopes: this.pushScopes(repository),
+        scopes,
         signal: o.signal,
         action,
         ctx,
@@ -565,6 +597,124 @@ export class RegistryClient {
       (s) => s === 201 || s === 204,
     );
     await discard(res.body);
+  }
+
+  /** The upload session URL from a response's `Location` (absolute or relative to the request). */
+  private uploadLocation(res: HttpResponse, action: string, ctx: RequestContext, previous?: URL): URL {
+    const loc = headerValue(res.headers, 'location');
+    if (loc === undefined) {
+      if (previous) return previous;
+      throw new S2nError('EREGISTRY', `${action}: upload started without a Location`, { hint: 'the registry does not speak the distribution API correctly', context: { ...ctx } });
+    }
+    return new URL(loc, res.url);
+  }
+
+  /**
+   * Sends `data` as PATCHes of `uploadChunkSize` bytes with `Content-Range:
+   * START-END`, each to the Location the previous response gave. The source
+   * is not seekable, so the chunk in flight is held in memory: when a PATCH
+   * fails transiently, `GET <location>` tells (`Range: 0-N`) how much the
+   * registry has, and the rest of the chunk is sent again from byte N+1.
+   * Returns the Location for the closing PUT.
+   */
+  private async pushChunks(
+    start: URL,
+    desc: Descriptor,
+    data: Readable,
+    scopes: string[],
+    signal: AbortSignal | undefined,
+    action: string,
+    ctx: RequestContext,
+  ): Promise<URL> {
+    const chunkSize = Math.max(1, this.o.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_SIZE);
+    let url = start;
+    let offset = 0; // bytes the registry has
+    const sendChunk = async (chunk: Buffer): Promise<void> => {
+      let pending = chunk;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await this.call(
+            {
+              method: 'PATCH',
+              path: url.toString(),
+              headers: {
+                'content-type': 'application/octet-stream',
+                'content-range': `${offset}-${offset + pending.length - 1}`,
+                'content-length': String(pending.length),
+              },
+              body: pending,
+              scopes,
+              signal,
+              action,
+              ctx,
+            },
+            (s) => s === 202,
+            false,
+          );
+          await discard(res.body);
+          url = this.uploadLocation(res, action, ctx, url);
+          offset += pending.length;
+          return;
+        } catch (e) {
+          if (attempt >= this.retry.attempts || transientMark(e) === undefined || isAborted(signal)) throw e;
+          const ms = retryDelay(e, attempt, this.retry);
+          this.retry.onRetry?.({ attempt, delayMs: ms, error: e as Error });
+          await this.retry.sleep(ms, signal);
+          // Where does the upload stand? The PATCH may have landed, wholly or in part.
+          let st: HttpResponse;
+          try {
+            st = await this.call({ method: 'GET', path: url.toString(), scopes, signal, action, ctx }, (s) => s === 204 || s === 200);
+          } catch (e2) {
+            if (!(e2 instanceof S2nError) || isAborted(signal)) throw e2;
+            // distribution cancels a session asked about with a stale Location (a PATCH it took whose answer was lost).
+            const why = e instanceof Error ? e.message : String(e);
+            throw new S2nError('EREGISTRY', `${action}: the chunk at byte ${offset} failed (${why}), and then the registry no longer had the upload: ${e2.message}`, {
+              hint: 'the source cannot be rewound to start over; push again',
+              cause: e,
+              context: { ...ctx, offset },
+            });
+          }
+          await discard(st.body);
+          url = this.uploadLocation(st, action, ctx, url);
+          const range = /^0-(\d+)$/.exec((headerValue(st.headers, 'range') ?? '').replace(/^bytes=/, '').trim());
+          // distribution answers "0-0" for an empty upload as well as for one byte.
+          const have = range === null ? 0 : Number(range[1]) === 0 && offset === 0 ? 0 : Number(range[1]) + 1;
+          if (have < offset || have > offset + pending.length) {
+            throw new S2nError('EREGISTRY', `${action}: after a failed chunk the registry has ${have} bytes, expected ${offset} to ${offset + pending.length}`, {
+              hint: 'the upload session is inconsistent; push again',
+              cause: e,
+              context: { ...ctx, offset, have },
+            });
+          }
+          pending = pending.subarray(have - offset);
+          offset = have;
+          if (pending.length === 0) return;
+        }
+      }
+    };
+    let parts: Buffer[] = [];
+    let buffered = 0;
+    for await (const piece of data as AsyncIterable<Buffer | string>) {
+      let p = typeof piece === 'string' ? Buffer.from(piece) : piece;
+      while (buffered + p.length >= chunkSize) {
+        const take = chunkSize - buffered;
+        parts.push(p.subarray(0, take));
+        p = p.subarray(take);
+        const chunk = Buffer.concat(parts);
+        parts = [];
+        buffered = 0;
+        await sendChunk(chunk);
+      }
+      if (p.length > 0) {
+        parts.push(p);
+        buffered += p.length;
+      }
+    }
+    if (buffered > 0) await sendChunk(Buffer.concat(parts));
+    if (offset !== desc.size) {
+      throw new S2nError('ESIZE', `${action}: the source gave ${offset} bytes, the descriptor says ${desc.size}`, { context: { ...ctx, expected: desc.size, actual: offset } });
+    }
+    return url;
   }
 
   /** PUT a manifest or index under a tag or its digest; returns the digest of `bytes`. */
