@@ -9,12 +9,12 @@
  * Outputs are moved aside between runs and deleted at the end (see bench/pull.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLargeImageOnDisk } from '../test/helpers/images.js';
-import { mb, measure, median, printTable, type Measurement } from './measure.js';
+import { compareTools, freshPaths, has, mb, measure, type Tool } from './measure.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,24 +33,8 @@ const imageDir = join(work, `image-${layers}x${values['layer-mb']}`);
 const archive = join(work, `docker-archive-${layers}x${values['layer-mb']}.tar`);
 const outDir = join(work, 'load-out');
 const trash = join(work, 'load-trash');
-mkdirSync(outDir, { recursive: true });
-mkdirSync(trash, { recursive: true });
 
-function has(cmd: string, probe: string[] = ['--version']): boolean {
-  try {
-    execFileSync(cmd, probe, { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-let seq = 0;
-function freshPath(name: string): string {
-  const p = join(outDir, name);
-  if (existsSync(p)) renameSync(p, join(trash, `${name}-${process.pid}-${seq++}`));
-  return p;
-}
+const freshPath = freshPaths(outDir, trash);
 
 async function main(): Promise<void> {
   if (!has('skopeo')) throw new Error('skopeo is needed to write the docker-archive: apt-get install skopeo');
@@ -61,7 +45,7 @@ async function main(): Promise<void> {
   const size = statSync(archive).size;
   console.error(`archive ${archive}: ${mb(size)}\n`);
 
-  const tools: Array<{ name: string; run: (i: number) => Promise<Measurement> }> = [
+  const tools: Tool[] = [
     { name: 's2n-oci load', run: (i) => measure(process.execPath, [cli, '--root', freshPath(`s2n-${i}`), 'load', '-i', archive]) },
     { name: 'skopeo copy', run: (i) => measure('skopeo', ['copy', '-q', `docker-archive:${archive}`, `oci:${freshPath(`skopeo-${i}`)}:latest`]) },
   ];
@@ -70,21 +54,7 @@ async function main(): Promise<void> {
   } else {
     console.error('podman is not installed or does not work here: comparing with skopeo only');
   }
-  const results = new Map<string, Measurement[]>();
-  for (let i = 0; i < runs; i++) {
-    for (const t of tools) {
-      const m = await t.run(i);
-      if (m.code !== 0) throw new Error(`${t.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
-      results.set(t.name, [...(results.get(t.name) ?? []), m]);
-    }
-  }
-  const rows = [['tool', 'median time', 'min time', 'MB/s', 'peak RSS']];
-  for (const [name, ms] of results) {
-    const t = median(ms.map((m) => m.seconds));
-    rows.push([name, `${t.toFixed(2)} s`, `${Math.min(...ms.map((m) => m.seconds)).toFixed(2)} s`, (size / 1e6 / t).toFixed(0), mb(median(ms.map((m) => m.peakRss)))]);
-  }
-  console.log(`load of a ${mb(size)} docker-archive (${layers} layers), ${runs} runs each`);
-  printTable(rows);
+  await compareTools(`load of a ${mb(size)} docker-archive (${layers} layers)`, tools, runs, size);
 }
 
 try {

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface Measurement {
   seconds: number;
@@ -59,4 +60,58 @@ export function printTable(rows: string[][]): void {
   const w: number[] = [];
   for (const r of rows) r.forEach((c, i) => (w[i] = Math.max(w[i] ?? 0, c.length)));
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i] ?? 0)).join('  '));
+}
+
+export interface Tool {
+  name: string;
+  /** Runs the tool once; `i` is the run number, for fresh output paths. */
+  run: (i: number) => Promise<Measurement>;
+}
+
+/**
+ * Runs every tool `runs` times, interleaved so that drift in disk or cache
+ * state hits all alike, and prints median/min time, throughput and peak RSS.
+ */
+export async function compareTools(title: string, tools: Tool[], runs: number, bytes: number): Promise<void> {
+  const results = new Map<string, Measurement[]>();
+  for (let i = 0; i < runs; i++) {
+    for (const t of tools) {
+      const m = await t.run(i);
+      if (m.code !== 0) throw new Error(`${t.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
+      results.set(t.name, [...(results.get(t.name) ?? []), m]);
+    }
+  }
+  const rows = [['tool', 'median time', 'min time', 'MB/s', 'peak RSS']];
+  for (const [name, ms] of results) {
+    const t = median(ms.map((m) => m.seconds));
+    rows.push([name, `${t.toFixed(2)} s`, `${Math.min(...ms.map((m) => m.seconds)).toFixed(2)} s`, (bytes / 1e6 / t).toFixed(0), mb(median(ms.map((m) => m.peakRss)))]);
+  }
+  console.log(`${title}, ${runs} runs each`);
+  printTable(rows);
+}
+
+/**
+ * Fresh output paths under `outDir`: an earlier output of the same name is
+ * moved to `trash`, never deleted between timed runs (deleting a similar tree
+ * just before writing one makes some disks several times slower).
+ */
+export function freshPaths(outDir: string, trash: string): (name: string) => string {
+  mkdirSync(outDir, { recursive: true });
+  mkdirSync(trash, { recursive: true });
+  let seq = 0;
+  return (name) => {
+    const p = join(outDir, name);
+    if (existsSync(p)) renameSync(p, join(trash, `${name}-${process.pid}-${seq++}`));
+    return p;
+  };
+}
+
+/** Is `cmd` installed and answering `probe`? */
+export function has(cmd: string, probe: string[] = ['--version']): boolean {
+  try {
+    execFileSync(cmd, probe, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }

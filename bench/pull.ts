@@ -10,15 +10,14 @@
  * (ext4 without a journal) writing right after deleting a similar tree is
  * several times slower, which would punish whichever tool runs second.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLargeImageOnDisk } from '../test/helpers/images.js';
 import { pushImage } from '../test/helpers/push.js';
 import { startRegistry } from '../test/helpers/registry.js';
-import { mb, measure, median, printTable, type Measurement } from './measure.js';
+import { compareTools, freshPaths, has, mb, measure, type Tool } from './measure.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,25 +36,8 @@ const work = join(process.env.S2N_BENCH_DIR ?? join(tmpdir(), 's2n-bench'));
 const imageDir = join(work, `image-${layers}x${values['layer-mb']}`);
 const outDir = join(work, 'out');
 const trash = join(work, 'trash');
-mkdirSync(outDir, { recursive: true });
-mkdirSync(trash, { recursive: true });
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-let seq = 0;
-/** A fresh output path; any earlier one of that name is moved aside, not deleted. */
-function freshPath(name: string): string {
-  const p = join(outDir, name);
-  if (existsSync(p)) renameSync(p, join(trash, `${name}-${process.pid}-${seq++}`));
-  return p;
-}
+const freshPath = freshPaths(outDir, trash);
 
 async function main(): Promise<void> {
   console.error(`building a ${layers}-layer image of ${mb(layers * layerSize)} in ${imageDir} (reused between runs)`);
@@ -67,7 +49,7 @@ async function main(): Promise<void> {
     const total = image.layers.reduce((a, l) => a + l.size, 0);
     console.error(`pushed ${ref}: ${mb(total)} compressed\n`);
 
-    const tools: Array<{ name: string; run: (i: number) => Promise<Measurement> }> = [
+    const tools: Tool[] = [
       {
         name: 's2n-oci pull',
         run: (i) => measure(process.execPath, [cli, '--root', freshPath(`s2n-${i}`), 'pull', '-q', ref]),
@@ -82,22 +64,7 @@ async function main(): Promise<void> {
       console.error('skopeo is not installed: measuring s2n-oci alone (apt-get install skopeo to compare)');
     }
 
-    const results = new Map<string, Measurement[]>();
-    // Interleave the tools so that drift in disk or cache state hits both alike.
-    for (let i = 0; i < runs; i++) {
-      for (const t of tools) {
-        const m = await t.run(i);
-        if (m.code !== 0) throw new Error(`${t.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
-        results.set(t.name, [...(results.get(t.name) ?? []), m]);
-      }
-    }
-    const rows = [['tool', 'median time', 'min time', 'MB/s', 'peak RSS']];
-    for (const [name, ms] of results) {
-      const t = median(ms.map((m) => m.seconds));
-      rows.push([name, `${t.toFixed(2)} s`, `${Math.min(...ms.map((m) => m.seconds)).toFixed(2)} s`, (total / 1e6 / t).toFixed(0), mb(median(ms.map((m) => m.peakRss)))]);
-    }
-    console.log(`cold pull of ${mb(total)} in ${layers} layers, ${runs} runs each`);
-    printTable(rows);
+    await compareTools(`cold pull of ${mb(total)} in ${layers} layers`, tools, runs, total);
   } finally {
     await reg.stop();
     rmSync(outDir, { recursive: true, force: true });
