@@ -11,9 +11,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ociArchive } from '../helpers/archives.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { smallImage, type TestImage } from '../helpers/images.js';
 import { startRegistry, type RegistryAuth, type TestRegistry } from '../helpers/registry.js';
+import { registryBehindProxy } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
 
@@ -65,36 +65,27 @@ for (const auth of ['none', 'basic', 'token'] as RegistryAuth[]) {
 }
 
 describe('copy', () => {
-  let reg: TestRegistry;
-  let proxy: FaultProxy;
-  beforeAll(async () => {
-    reg = await startRegistry();
-    proxy = await startFaultProxy(reg);
-  }, 30_000);
-  afterAll(async () => {
-    await proxy?.stop();
-    await reg?.stop();
-  });
+  const env = registryBehindProxy();
 
   it('skips blobs the registry already has on a second push', async () => {
     const a = join(tempDir(), 'a');
     const img = await seed(a, 'localhost/again:1', 'again');
-    const dst = `docker://${proxy.host}/again/app:1`;
+    const dst = `docker://${env.proxy.host}/again/app:1`;
     expect((await runCli(['copy', 'localhost/again:1', dst], { root: a })).code).toBe(0);
-    const before = proxy.log.length;
+    const before = env.proxy.log.length;
     const r = await runCli(['copy', 'localhost/again:1', dst], { root: a });
     expect(r.code, r.stderr).toBe(0);
-    const second = proxy.log.slice(before);
+    const second = env.proxy.log.slice(before);
     const heads = second.filter((e) => e.method === 'HEAD' && e.path.includes('/blobs/'));
     expect(heads.length).toBe(img.layers.length + 1);
     expect(heads.every((e) => e.status === 200)).toBe(true);
     expect(second.filter((e) => e.path.includes('/blobs/uploads/'))).toEqual([]);
 
     // To another repository of the same registry: mounted, not uploaded.
-    const mark = proxy.log.length;
-    const m = await runCli(['copy', dst, `docker://${proxy.host}/mounted/app:1`], { root: a });
+    const mark = env.proxy.log.length;
+    const m = await runCli(['copy', dst, `docker://${env.proxy.host}/mounted/app:1`], { root: a });
     expect(m.code, m.stderr).toBe(0);
-    const third = proxy.log.slice(mark);
+    const third = env.proxy.log.slice(mark);
     const mounts = third.filter((e) => e.method === 'POST' && e.url.includes('mount='));
     expect(mounts.map((e) => e.status)).toEqual(Array(img.layers.length + 1).fill(201));
     expect(third.filter((e) => e.method === 'PUT' && e.path.includes('/blobs/'))).toEqual([]);

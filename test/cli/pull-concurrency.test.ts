@@ -9,24 +9,14 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cliSandbox, runCli, spawnCli } from '../helpers/cli.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { buildImage, dir, file, type TestImage } from '../helpers/images.js';
 import { pushImage } from '../helpers/push.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { registryBehindProxy } from '../helpers/fixtures.js';
 import { blobFiles, hex, storeFiles as list } from '../helpers/store-files.js';
 
-let reg: TestRegistry;
-let proxy: FaultProxy;
-beforeAll(async () => {
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
+const env = registryBehindProxy();
 
 
 /** `layers` layers of `layerBytes` random (incompressible) bytes each, unique to this call. */
@@ -76,20 +66,20 @@ function expectConsistent(root: string, img: TestImage): void {
 }
 
 /**
- * Starts a pull whose layer `layer` stalls after `afterBytes` at the proxy, and
- * resolves once the process is provably mid-blob: the proxy has sent those
+ * Starts a pull whose layer `layer` stalls after `afterBytes` at the env.proxy, and
+ * resolves once the process is provably mid-blob: the env.proxy has sent those
  * bytes and the pull has an ingest file for them with data in it.
  */
 async function startStalledPull(ref: string, layerPath: string, afterBytes: number): Promise<{ child: ChildProcess; done: Promise<Finished>; ingest: string }> {
   const root = cliSandbox().root;
-  proxy.addRule({ kind: 'stall', method: 'GET', path: layerPath, afterBytes, times: 1 });
-  const from = proxy.log.length;
+  env.proxy.addRule({ kind: 'stall', method: 'GET', path: layerPath, afterBytes, times: 1 });
+  const from = env.proxy.log.length;
   const child = spawnCli(['pull', ref]);
   const done = finished(child);
   let ingest = '';
   await until('the pull to stall mid-layer', () => {
     if (child.exitCode !== null) throw new Error(`pull exited early (${child.exitCode})`);
-    const stalled = proxy.log.slice(from).some((e) => e.path === layerPath && e.fault === 'stall' && e.bytesSent === afterBytes);
+    const stalled = env.proxy.log.slice(from).some((e) => e.path === layerPath && e.fault === 'stall' && e.bytesSent === afterBytes);
     if (!stalled) return false;
     // Files of this process only, with some of the layer already written.
     const mine = list(root, 'ingest').filter((n) => n.startsWith(`${child.pid}-`));
@@ -109,8 +99,8 @@ async function startStalledPull(ref: string, layerPath: string, afterBytes: numb
 describe('s2n-oci pull: concurrent and interrupted pulls on one store', () => {
   it('two pulls of the same image at once both succeed and leave one consistent copy', async () => {
     const img = await randomImage(3, 3 * 1024 * 1024);
-    await pushImage(reg, 'conc/same', img, { tags: ['1'] });
-    const ref = `${reg.host}/conc/same:1`;
+    await pushImage(env.reg, 'conc/same', img, { tags: ['1'] });
+    const ref = `${env.reg.host}/conc/same:1`;
     const root = cliSandbox().root;
 
     const a = finished(spawnCli(['pull', ref]));
@@ -141,11 +131,11 @@ describe('s2n-oci pull: concurrent and interrupted pulls on one store', () => {
   it('recovers from a pull killed with SIGKILL mid-layer: the next pull, images and prune work and clean up', async () => {
     const img = await randomImage(3, 2 * 1024 * 1024);
     const repo = 'conc/killed';
-    await pushImage(reg, repo, img, { tags: ['1'] });
-    const ref = `${proxy.host}/${repo}:1`;
+    await pushImage(env.reg, repo, img, { tags: ['1'] });
+    const ref = `${env.proxy.host}/${repo}:1`;
     const root = cliSandbox().root;
     const layer = img.layers[1]!;
-    proxy.clearRules();
+    env.proxy.clearRules();
 
     const { child, done, ingest } = await startStalledPull(ref, `/v2/${repo}/blobs/${layer.digest}`, 1024 * 1024);
     const pid = child.pid!;
@@ -160,7 +150,7 @@ describe('s2n-oci pull: concurrent and interrupted pulls on one store', () => {
     expect(blobFiles(root)).not.toContain(hex(layer.digest));
     expect(blobFiles(root)).not.toContain(hex(img.manifestDigest));
 
-    proxy.clearRules();
+    env.proxy.clearRules();
     const again = await runCli(['pull', ref], { timeoutMs: 20_000 });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout.trim()).toBe(img.manifestDigest);
@@ -188,10 +178,10 @@ describe('s2n-oci pull: concurrent and interrupted pulls on one store', () => {
     const a = await buildImage({ layers: [base, [file('a.txt', `only in a ${randomBytes(8).toString('hex')}\n`)]] });
     const b = await buildImage({ layers: [base, [file('b.txt', `only in b ${randomBytes(8).toString('hex')}\n`)]] });
     expect(a.layers[0]!.digest).toBe(b.layers[0]!.digest);
-    await pushImage(reg, 'conc/shared-a', a, { tags: ['1'] });
-    await pushImage(reg, 'conc/shared-b', b, { tags: ['1'] });
-    const refA = `${reg.host}/conc/shared-a:1`;
-    const refB = `${reg.host}/conc/shared-b:1`;
+    await pushImage(env.reg, 'conc/shared-a', a, { tags: ['1'] });
+    await pushImage(env.reg, 'conc/shared-b', b, { tags: ['1'] });
+    const refA = `${env.reg.host}/conc/shared-a:1`;
+    const refB = `${env.reg.host}/conc/shared-b:1`;
     const root = cliSandbox().root;
     for (const ref of [refA, refB]) expect((await runCli(['pull', ref])).code).toBe(0);
 
@@ -236,11 +226,11 @@ describe('s2n-oci pull: concurrent and interrupted pulls on one store', () => {
   it('Ctrl-C stops a stalled pull at once with status 130, cleans up, and the next pull succeeds; SIGTERM gives 143', async () => {
     const img = await randomImage(2, 2 * 1024 * 1024);
     const repo = 'conc/interrupted';
-    await pushImage(reg, repo, img, { tags: ['1'] });
-    const ref = `${proxy.host}/${repo}:1`;
+    await pushImage(env.reg, repo, img, { tags: ['1'] });
+    const ref = `${env.proxy.host}/${repo}:1`;
     const root = cliSandbox().root;
     const layerPath = `/v2/${repo}/blobs/${img.layers[0]!.digest}`;
-    proxy.clearRules();
+    env.proxy.clearRules();
 
     for (const [sig, status] of [
       ['SIGINT', 130],
@@ -262,7 +252,7 @@ describe('s2n-oci pull: concurrent and interrupted pulls on one store', () => {
       expect(list(root, 'leases')).toEqual([]);
       expect(blobFiles(root)).not.toContain(hex(img.layers[0]!.digest));
       expect(blobFiles(root)).not.toContain(hex(img.manifestDigest));
-      proxy.clearRules();
+      env.proxy.clearRules();
     }
 
     const again = await runCli(['pull', ref], { timeoutMs: 20_000 });

@@ -6,24 +6,15 @@
  * afterwards: nothing unverified committed, no ingest leftovers, no name.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cliSandbox, runCli, type CliResult } from '../helpers/cli.js';
-import { startFaultProxy, type FaultProxy, type ProxyLogEntry } from '../helpers/fault-proxy.js';
+import { startFaultProxy, type ProxyLogEntry } from '../helpers/fault-proxy.js';
 import { buildImage, dir, file, type TestImage } from '../helpers/images.js';
 import { pushImage } from '../helpers/push.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { registryBehindProxy } from '../helpers/fixtures.js';
 import { blobFiles, hex, ingestFiles } from '../helpers/store-files.js';
 
-let reg: TestRegistry;
-let proxy: FaultProxy;
-beforeAll(async () => {
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
+const env = registryBehindProxy();
 
 
 /**
@@ -40,21 +31,21 @@ async function image(bigLayerBytes = 512 * 1024): Promise<TestImage> {
   });
 }
 
-/** Pushes `img` to the real registry and returns the reference through the proxy, and the big layer. */
+/** Pushes `img` to the real registry and returns the reference through the env.proxy, and the big layer. */
 async function publish(repo: string, img: TestImage): Promise<{ ref: string; big: TestImage['layers'][number] }> {
-  await pushImage(reg, repo, img, { tags: ['1'] });
+  await pushImage(env.reg, repo, img, { tags: ['1'] });
   const big = img.layers[1];
   if (!big) throw new Error('image has no second layer');
-  return { ref: `${proxy.host}/${repo}:1`, big };
+  return { ref: `${env.proxy.host}/${repo}:1`, big };
 }
 
 function blobPath(repo: string, digest: string): string {
   return `/v2/${repo}/blobs/${digest}`;
 }
 
-/** The proxy log entries for `path` (GETs only), oldest first. */
+/** The env.proxy log entries for `path` (GETs only), oldest first. */
 function gets(path: string): ProxyLogEntry[] {
-  return proxy.log.filter((e) => e.method === 'GET' && e.path === path);
+  return env.proxy.log.filter((e) => e.method === 'GET' && e.path === path);
 }
 
 /** Exactly one `Error: ` line first, then one `hint: ` line, and exit 125. */
@@ -101,8 +92,8 @@ describe('s2n-oci pull through a faulty registry', () => {
     const img = await image();
     const repo = 'faults/corrupt';
     const { ref, big } = await publish(repo, img);
-    proxy.clearRules();
-    const rule = proxy.addRule({ kind: 'corrupt', method: 'GET', path: blobPath(repo, big.digest), times: Infinity });
+    env.proxy.clearRules();
+    const rule = env.proxy.addRule({ kind: 'corrupt', method: 'GET', path: blobPath(repo, big.digest), times: Infinity });
 
     const r = await runCli(['pull', ref]);
     const { error, hint } = expectCleanFailure(r);
@@ -118,7 +109,7 @@ describe('s2n-oci pull through a faulty registry', () => {
     expect(last).toMatchObject({ type: 'error', code: 'EDIGEST', context: { digest: big.digest } });
     await expectNothingCommitted(img, [big.digest]);
 
-    proxy.clearRules();
+    env.proxy.clearRules();
     expectPulled(await runCli(['pull', ref]), img);
   });
 
@@ -126,8 +117,8 @@ describe('s2n-oci pull through a faulty registry', () => {
     const img = await image(64 * 1024);
     const repo = 'faults/wrongsize';
     const { ref, big } = await publish(repo, img);
-    proxy.clearRules();
-    proxy.addRule({ kind: 'wrongSize', method: 'GET', path: blobPath(repo, big.digest), extraBytes: 1000, times: Infinity });
+    env.proxy.clearRules();
+    env.proxy.addRule({ kind: 'wrongSize', method: 'GET', path: blobPath(repo, big.digest), extraBytes: 1000, times: Infinity });
 
     const r = await runCli(['pull', ref]);
     const { error } = expectCleanFailure(r);
@@ -139,7 +130,7 @@ describe('s2n-oci pull through a faulty registry', () => {
     const last = JSON.parse(j.stderr.trim().split('\n').at(-1) ?? '{}') as { code: string };
     expect(last.code).toBe('ESIZE');
     await expectNothingCommitted(img, [big.digest]);
-    proxy.clearRules();
+    env.proxy.clearRules();
   });
 
   it('resumes a layer cut short with a Range request; fails cleanly when every request is cut', async () => {
@@ -148,12 +139,12 @@ describe('s2n-oci pull through a faulty registry', () => {
     const { ref, big } = await publish(repo, img);
     const path = blobPath(repo, big.digest);
     const cutAt = Math.floor(big.size / 2);
-    proxy.clearRules();
-    proxy.addRule({ kind: 'truncate', method: 'GET', path, afterBytes: cutAt, times: 1 });
-    const from = proxy.log.length;
+    env.proxy.clearRules();
+    env.proxy.addRule({ kind: 'truncate', method: 'GET', path, afterBytes: cutAt, times: 1 });
+    const from = env.proxy.log.length;
 
     expectPulled(await runCli(['pull', ref]), img);
-    const log = gets(path).filter((e) => proxy.log.indexOf(e) >= from);
+    const log = gets(path).filter((e) => env.proxy.log.indexOf(e) >= from);
     expect(log[0]).toMatchObject({ fault: 'truncate', range: undefined, bytesSent: cutAt });
     const resumed = log.filter((e) => e.range !== undefined);
     expect(resumed).toHaveLength(1);
@@ -166,10 +157,10 @@ describe('s2n-oci pull through a faulty registry', () => {
     const p2 = await publish(repo2, img2);
     const path2 = blobPath(repo2, p2.big.digest);
     const cut2 = Math.floor(p2.big.size / 2);
-    proxy.clearRules();
-    proxy.addRule({ kind: 'truncate', method: 'GET', path: path2, afterBytes: cut2, times: 1 });
-    const always = proxy.addRule({ kind: 'truncate', method: 'GET', path: path2, afterBytes: 0, times: Infinity });
-    const from2 = proxy.log.length;
+    env.proxy.clearRules();
+    env.proxy.addRule({ kind: 'truncate', method: 'GET', path: path2, afterBytes: cut2, times: 1 });
+    const always = env.proxy.addRule({ kind: 'truncate', method: 'GET', path: path2, afterBytes: 0, times: Infinity });
+    const from2 = env.proxy.log.length;
 
     const r = await runCli(['pull', ref.replace(repo, repo2)]);
     const { error, hint } = expectCleanFailure(r);
@@ -177,35 +168,35 @@ describe('s2n-oci pull through a faulty registry', () => {
     expect(error).toMatch(/closed|lost|reset|socket/i);
     expect(hint).toMatch(/network|try again/i);
     // The first cut plus the retry budget (5 tries) of resumes, each asking for the rest only.
-    const log2 = gets(path2).filter((e) => proxy.log.indexOf(e) >= from2);
+    const log2 = gets(path2).filter((e) => env.proxy.log.indexOf(e) >= from2);
     expect(always.hits).toBeGreaterThanOrEqual(5);
     expect(always.hits).toBeLessThanOrEqual(10);
     expect(log2.slice(1).every((e) => e.range === `bytes=${cut2}-`)).toBe(true);
     await expectNothingCommitted(img2, [p2.big.digest]);
-    proxy.clearRules();
+    env.proxy.clearRules();
   });
 
   it('resumes a layer whose connection is reset mid-body', async () => {
     // A reset throws away what the client had not read yet, so the layer is large enough that the
-    // proxy can only send the bytes before the reset as fast as the client consumes them.
+    // env.proxy can only send the bytes before the reset as fast as the client consumes them.
     const img = await image(6 * 1024 * 1024);
     const repo = 'faults/reset';
     const { ref, big } = await publish(repo, img);
     const path = blobPath(repo, big.digest);
-    proxy.clearRules();
-    const rule = proxy.addRule({ kind: 'reset', method: 'GET', path, afterBytes: 5 * 1024 * 1024, times: 1 });
-    const from = proxy.log.length;
+    env.proxy.clearRules();
+    const rule = env.proxy.addRule({ kind: 'reset', method: 'GET', path, afterBytes: 5 * 1024 * 1024, times: 1 });
+    const from = env.proxy.log.length;
 
     expectPulled(await runCli(['pull', ref]), img);
     expect(rule.hits).toBe(1);
-    const log = gets(path).filter((e) => proxy.log.indexOf(e) >= from);
+    const log = gets(path).filter((e) => env.proxy.log.indexOf(e) >= from);
     expect(log[0]?.fault).toBe('reset');
     const resumed = log.filter((e) => e.range !== undefined);
     expect(resumed.length).toBeGreaterThanOrEqual(1);
     expect(resumed[0]?.range).toMatch(/^bytes=\d+-$/);
     expect(resumed[0]?.status).toBe(206);
     expect(Number(/\d+/.exec(resumed[0]?.range ?? '')?.[0])).toBeGreaterThan(0);
-    proxy.clearRules();
+    env.proxy.clearRules();
   });
 
   it('retries HTTP 500 on the manifest and on a blob', async () => {
@@ -214,16 +205,16 @@ describe('s2n-oci pull through a faulty registry', () => {
     const { ref, big } = await publish(repo, img);
     const mpath = `/v2/${repo}/manifests/1`;
     const bpath = blobPath(repo, big.digest);
-    proxy.clearRules();
-    proxy.addRule({ kind: 'status', status: 500, method: 'GET', path: mpath, times: 2 });
-    proxy.addRule({ kind: 'status', status: 500, method: 'GET', path: bpath, times: 2 });
-    const from = proxy.log.length;
+    env.proxy.clearRules();
+    env.proxy.addRule({ kind: 'status', status: 500, method: 'GET', path: mpath, times: 2 });
+    env.proxy.addRule({ kind: 'status', status: 500, method: 'GET', path: bpath, times: 2 });
+    const from = env.proxy.log.length;
 
     expectPulled(await runCli(['pull', ref]), img);
-    const since = (p: string): Array<number | null> => gets(p).filter((e) => proxy.log.indexOf(e) >= from).map((e) => e.status);
+    const since = (p: string): Array<number | null> => gets(p).filter((e) => env.proxy.log.indexOf(e) >= from).map((e) => e.status);
     expect(since(mpath)).toEqual([500, 500, 200]);
     expect(since(bpath)).toEqual([500, 500, 200]);
-    proxy.clearRules();
+    env.proxy.clearRules();
   });
 
   it('waits for Retry-After on HTTP 429 before asking again', async () => {
@@ -231,19 +222,19 @@ describe('s2n-oci pull through a faulty registry', () => {
     const repo = 'faults/429';
     const { ref, big } = await publish(repo, img);
     const path = blobPath(repo, big.digest);
-    proxy.clearRules();
-    proxy.addRule({ kind: 'status', status: 429, retryAfter: '1', method: 'GET', path, times: 1 });
-    const from = proxy.log.length;
+    env.proxy.clearRules();
+    env.proxy.addRule({ kind: 'status', status: 429, retryAfter: '1', method: 'GET', path, times: 1 });
+    const from = env.proxy.log.length;
 
     expectPulled(await runCli(['pull', ref]), img);
-    const log = gets(path).filter((e) => proxy.log.indexOf(e) >= from);
+    const log = gets(path).filter((e) => env.proxy.log.indexOf(e) >= from);
     expect(log.map((e) => e.status)).toEqual([429, 200]);
     expect(log[1]!.time - log[0]!.time).toBeGreaterThanOrEqual(900);
-    proxy.clearRules();
+    env.proxy.clearRules();
   });
 
   it('reports a registry that is down with a connect error and a hint, and stores nothing', async () => {
-    const down = await startFaultProxy(reg);
+    const down = await startFaultProxy(env.reg);
     const host = down.host;
     await down.stop();
     const r = await runCli(['pull', `${host}/faults/down:1`]);
@@ -278,8 +269,8 @@ describe('s2n-oci pull through a faulty registry', () => {
         },
       ],
     };
-    proxy.clearRules();
-    proxy.addRule({
+    env.proxy.clearRules();
+    env.proxy.addRule({
       kind: 'status',
       status: 200,
       method: 'GET',
@@ -288,24 +279,24 @@ describe('s2n-oci pull through a faulty registry', () => {
       headers: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' },
       times: Infinity,
     });
-    const r = await runCli(['pull', `${proxy.host}/${repo}:old`]);
+    const r = await runCli(['pull', `${env.proxy.host}/${repo}:old`]);
     const { error, hint } = expectCleanFailure(r);
     expect(error).toMatch(/schema1/i);
     expect(error).toMatch(/not support/);
     expect(hint).toMatch(/re-push/);
-    const j = await runCli(['pull', '--json', `${proxy.host}/${repo}:old`]);
+    const j = await runCli(['pull', '--json', `${env.proxy.host}/${repo}:old`]);
     expect(JSON.parse(j.stderr.trim().split('\n').at(-1) ?? '{}')).toMatchObject({ code: 'ESCHEMA1' });
     expect(blobFiles(cliSandbox().root)).toEqual([]);
     expect(ingestFiles(cliSandbox().root)).toEqual([]);
-    proxy.clearRules();
+    env.proxy.clearRules();
   });
 
   it('refuses a manifest larger than 4 MiB (ELIMIT)', async () => {
     const repo = 'faults/huge';
     const pad = 'x'.repeat(5 * 1024 * 1024);
     const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', annotations: { pad } });
-    proxy.clearRules();
-    proxy.addRule({
+    env.proxy.clearRules();
+    env.proxy.addRule({
       kind: 'status',
       status: 200,
       method: 'GET',
@@ -314,13 +305,13 @@ describe('s2n-oci pull through a faulty registry', () => {
       headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
       times: Infinity,
     });
-    const r = await runCli(['pull', `${proxy.host}/${repo}:big`]);
+    const r = await runCli(['pull', `${env.proxy.host}/${repo}:big`]);
     const { error } = expectCleanFailure(r);
     expect(error).toMatch(/manifest larger than 4194304 bytes/);
-    const j = await runCli(['pull', '--json', `${proxy.host}/${repo}:big`]);
+    const j = await runCli(['pull', '--json', `${env.proxy.host}/${repo}:big`]);
     expect(JSON.parse(j.stderr.trim().split('\n').at(-1) ?? '{}')).toMatchObject({ code: 'ELIMIT' });
     expect(blobFiles(cliSandbox().root)).toEqual([]);
     expect(ingestFiles(cliSandbox().root)).toEqual([]);
-    proxy.clearRules();
+    env.proxy.clearRules();
   });
 });

@@ -202,14 +202,14 @@ export function parsePax(data: Buffer, where: string, offset: number): Map<strin
 }
 
 /** What extended headers (PAX `x`, GNU `L`/`K`) say about the next entry. */
-export interface PendingMeta {
+interface PendingMeta {
   path?: string;
   linkpath?: string;
   size?: number;
 }
 
 /** Applies a PAX or GNU long-name header's data to `pending`. */
-export function applyMeta(pending: PendingMeta, h: RawHeader, data: Buffer, where: string, offset: number): void {
+function applyMeta(pending: PendingMeta, h: RawHeader, data: Buffer, where: string, offset: number): void {
   if (h.type === 'gnu-longname') pending.path = cString(data, 0, data.length);
   else if (h.type === 'gnu-longlink') pending.linkpath = cString(data, 0, data.length);
   else if (h.type === 'pax') {
@@ -229,8 +229,51 @@ export function applyMeta(pending: PendingMeta, h: RawHeader, data: Buffer, wher
   // Global PAX headers ('g') carry defaults such as comments; no image archive relies on them.
 }
 
+/**
+ * The extended headers (PAX, GNU long names) seen since the last real entry,
+ * as both tar scanners (seekable and streaming) walk an archive.
+ */
+export class ExtendedHeaders {
+  private pending: PendingMeta = {};
+  private since = -1;
+
+  constructor(private readonly where: string) {}
+
+  static is(h: RawHeader): boolean {
+    return h.type === 'pax' || h.type === 'pax-global' || h.type === 'gnu-longname' || h.type === 'gnu-longlink';
+  }
+
+  /** Refuses an extended header too large to hold, before its data is read. */
+  checkSize(h: RawHeader, offset: number): void {
+    if (h.size > MAX_META_BYTES) {
+      throw archiveError(this.where, `extended header at byte ${offset} is ${h.size} bytes (limit ${MAX_META_BYTES})`, { offset });
+    }
+  }
+
+  add(h: RawHeader, data: Buffer, offset: number): void {
+    if (h.type === 'pax-global') return;
+    applyMeta(this.pending, h, data, this.where, offset);
+    if (this.since < 0) this.since = offset;
+  }
+
+  /** The next real entry's header with the pending values applied; they are used up. */
+  apply(h: RawHeader): RawHeader {
+    const out = withMeta(h, this.pending);
+    this.pending = {};
+    this.since = -1;
+    return out;
+  }
+
+  /** At the end-of-archive marker: an extended header must not be left dangling. */
+  end(): void {
+    if (this.since >= 0) {
+      throw archiveError(this.where, `extended header at byte ${this.since} is not followed by an entry`, { offset: this.since });
+    }
+  }
+}
+
 /** The header with pending extended values applied. */
-export function withMeta(h: RawHeader, pending: PendingMeta): RawHeader {
+function withMeta(h: RawHeader, pending: PendingMeta): RawHeader {
   return {
     ...h,
     name: pending.path ?? h.name,

@@ -14,15 +14,12 @@ import type { ArchiveFile, ArchiveReader } from './reader.js';
 import {
   BLOCK,
   EntryTable,
-  MAX_META_BYTES,
-  applyMeta,
+  ExtendedHeaders,
   archiveError,
   decodeHeader,
   normaliseEntryName,
   padded,
   truncatedError,
-  withMeta,
-  type PendingMeta,
   type TarEntry,
 } from './tar-format.js';
 
@@ -96,8 +93,7 @@ export class TarIndex implements ArchiveReader {
 async function scan(fh: FileHandle, fileSize: number, where: string): Promise<EntryTable> {
   const table = new EntryTable(where);
   let pos = 0;
-  let pending: PendingMeta = {};
-  let pendingSince = -1;
+  const ext = new ExtendedHeaders(where);
   for (;;) {
     if (pos + BLOCK > fileSize) {
       // Every tar writer ends with zero blocks; without them the file was cut (maybe right after an entry).
@@ -108,25 +104,20 @@ async function scan(fh: FileHandle, fileSize: number, where: string): Promise<En
     if (block.length < BLOCK) throw truncatedError(where, pos);
     const raw = decodeHeader(block, pos, where);
     if (raw === null) {
-      if (pendingSince >= 0) throw archiveError(where, `extended header at byte ${pendingSince} is not followed by an entry`, { offset: pendingSince });
+      ext.end();
       break;
     }
     const dataStart = pos + BLOCK;
-    if (raw.type === 'pax' || raw.type === 'pax-global' || raw.type === 'gnu-longname' || raw.type === 'gnu-longlink') {
-      if (raw.size > MAX_META_BYTES) throw archiveError(where, `extended header at byte ${pos} is ${raw.size} bytes (limit ${MAX_META_BYTES})`, { offset: pos });
+    if (ExtendedHeaders.is(raw)) {
+      ext.checkSize(raw, pos);
       if (dataStart + raw.size > fileSize) throw truncatedError(where, pos);
       const data = await readAt(fh, dataStart, raw.size);
       if (data.length < raw.size) throw truncatedError(where, pos);
-      if (raw.type !== 'pax-global') {
-        applyMeta(pending, raw, data, where, pos);
-        if (pendingSince < 0) pendingSince = pos;
-      }
+      ext.add(raw, data, pos);
       pos = dataStart + padded(raw.size);
       continue;
     }
-    const h = withMeta(raw, pending);
-    pending = {};
-    pendingSince = -1;
+    const h = ext.apply(raw);
     if (dataStart + h.size > fileSize) throw truncatedError(where, pos);
     const entry = EntryTable.toEntry(h, dataStart, where);
     if (entry) table.add(entry);

@@ -20,14 +20,11 @@ import type { ArchiveFile, ArchiveReader } from './reader.js';
 import {
   BLOCK,
   EntryTable,
-  MAX_META_BYTES,
-  applyMeta,
+  ExtendedHeaders,
   archiveError,
   decodeHeader,
   normaliseEntryName,
   padded,
-  withMeta,
-  type PendingMeta,
   type TarEntry,
 } from './tar-format.js';
 
@@ -224,8 +221,7 @@ async function spool(input: Readable, where: string, opts: SpoolOptions, spoolFi
   const table = new EntryTable<SpoolEntry>(where);
   const it = (input as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
   const src = new Puller(it, where);
-  let pending: PendingMeta = {};
-  let pendingSince = -1;
+  const ext = new ExtendedHeaders(where);
   for (;;) {
     opts.signal?.throwIfAborted();
     const headerAt = src.position;
@@ -236,23 +232,18 @@ async function spool(input: Readable, where: string, opts: SpoolOptions, spoolFi
     }
     const raw = decodeHeader(block, headerAt, where);
     if (raw === null) {
-      if (pendingSince >= 0) throw archiveError(where, `extended header at byte ${pendingSince} is not followed by an entry`, { offset: pendingSince });
+      ext.end();
       break;
     }
     const dataStart = headerAt + BLOCK;
-    if (raw.type === 'pax' || raw.type === 'pax-global' || raw.type === 'gnu-longname' || raw.type === 'gnu-longlink') {
-      if (raw.size > MAX_META_BYTES) throw archiveError(where, `extended header at byte ${headerAt} is ${raw.size} bytes (limit ${MAX_META_BYTES})`, { offset: headerAt });
+    if (ExtendedHeaders.is(raw)) {
+      ext.checkSize(raw, headerAt);
       const data = Buffer.concat(await collect(src.take(raw.size)));
       await src.skip(padded(raw.size) - raw.size);
-      if (raw.type !== 'pax-global') {
-        applyMeta(pending, raw, data, where, headerAt);
-        if (pendingSince < 0) pendingSince = headerAt;
-      }
+      ext.add(raw, data, headerAt);
       continue;
     }
-    const h = withMeta(raw, pending);
-    pending = {};
-    pendingSince = -1;
+    const h = ext.apply(raw);
     const base = EntryTable.toEntry(h, dataStart, where);
     if (base === undefined || base.type !== 'file') {
       await src.skip(padded(h.size));

@@ -97,14 +97,16 @@ export function parseMirror(raw: string, path = '<mirror>'): MirrorLocation {
   let pathPrefix = slash < 0 ? '' : s.slice(slash + 1);
   // A Docker-style mirror URL may end in /v2; the API root is ours to add.
   if (pathPrefix === 'v2') pathPrefix = '';
-  if (!/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/i.test(hostPart) || (pathPrefix !== '' && !/^[a-z0-9._\/-]+$/.test(pathPrefix))) {
+  if (!HOST_PORT.test(hostPart) || (pathPrefix !== '' && !/^[a-z0-9._\/-]+$/.test(pathPrefix))) {
     throw bad(path, `mirror "${raw}" is not HOST[:PORT][/PREFIX]`);
   }
   return { host: hostPart.toLowerCase(), pathPrefix, scheme, raw };
 }
 
-/** Validates the text of our registries.json. */
-export function parseRegistriesConfig(text: string, path: string): Record<string, RegistryEntry> {
+/** `HOST[:PORT]`, the host a DNS name, an IPv4 address or a bracketed IPv6 one. */
+const HOST_PORT = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/i;
+
+function parseJsonObject(text: string, path: string): Record<string, unknown> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -112,6 +114,12 @@ export function parseRegistriesConfig(text: string, path: string): Record<string
     throw bad(path, `invalid JSON: ${(e as Error).message}`, e);
   }
   if (!isObject(doc)) throw bad(path, 'expected a JSON object');
+  return doc;
+}
+
+/** Validates the text of our registries.json. */
+export function parseRegistriesConfig(text: string, path: string): Record<string, RegistryEntry> {
+  const doc = parseJsonObject(text, path);
   for (const k of Object.keys(doc)) {
     if (k !== 'registries' && k !== '$schema') throw bad(path, `unknown key "${k}" (expected "registries")`);
   }
@@ -119,7 +127,7 @@ export function parseRegistriesConfig(text: string, path: string): Record<string
   if (!isObject(regs)) throw bad(path, '"registries" must be an object keyed by HOST[:PORT]');
   const out: Record<string, RegistryEntry> = {};
   for (const [host, v] of Object.entries(regs)) {
-    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/i.test(host)) throw bad(path, `registry key "${host}" is not HOST[:PORT]`);
+    if (!HOST_PORT.test(host)) throw bad(path, `registry key "${host}" is not HOST[:PORT]`);
     if (!isObject(v)) throw bad(path, `registries["${host}"] must be an object`);
     for (const k of Object.keys(v)) {
       if (k !== 'mirrors' && k !== 'insecure' && k !== 'blocked') {
@@ -157,13 +165,7 @@ function entryFor(cfg: RegistriesConfig, host: string): RegistryEntry {
 
 /** Merges daemon.json's `registry-mirrors` and `insecure-registries` into `cfg`. */
 export function mergeDaemonJson(cfg: RegistriesConfig, text: string, path: string): void {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw bad(path, `invalid JSON: ${(e as Error).message}`, e);
-  }
-  if (!isObject(doc)) throw bad(path, 'expected a JSON object');
+  const doc = parseJsonObject(text, path);
   const mirrors = doc['registry-mirrors'];
   if (mirrors !== undefined) {
     if (!Array.isArray(mirrors) || !mirrors.every((x): x is string => typeof x === 'string')) {

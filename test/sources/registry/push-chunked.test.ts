@@ -9,8 +9,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { S2nError } from '../../../src/errors.js';
 import type { Descriptor } from '../../../src/oci/types.js';
-import { startFaultProxy, type FaultProxy } from '../../helpers/fault-proxy.js';
-import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
+import { registryBehindProxy } from '../../helpers/fixtures.js';
 import { startServer, testClient, type TestServer } from './fake.js';
 
 const MiB = 1024 * 1024;
@@ -34,33 +33,24 @@ async function collect(r: Readable): Promise<Buffer> {
 }
 
 describe('chunked push', () => {
-  let reg: TestRegistry;
-  let proxy: FaultProxy;
-  beforeAll(async () => {
-    reg = await startRegistry();
-    proxy = await startFaultProxy(reg);
-  }, 30_000);
-  afterAll(async () => {
-    await proxy?.stop();
-    await reg?.stop();
-  });
+  const env = registryBehindProxy();
   beforeEach(() => {
-    proxy.clearRules();
-    proxy.log.length = 0;
+    env.proxy.clearRules();
+    env.proxy.log.length = 0;
   });
 
   it('sends a 3 MiB blob as three PATCHes with Content-Range, then an empty PUT ?digest=', async () => {
     const { desc, data } = blob(3 * MiB);
-    const c = testClient(proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB });
+    const c = testClient(env.proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB });
     try {
       await c.pushBlob('chunk/a', desc, pieces(data));
-      const patches = proxy.log.filter((e) => e.method === 'PATCH');
+      const patches = env.proxy.log.filter((e) => e.method === 'PATCH');
       expect(patches.map((e) => [e.contentRange, e.status])).toEqual([
         [`0-${MiB - 1}`, 202],
         [`${MiB}-${2 * MiB - 1}`, 202],
         [`${2 * MiB}-${3 * MiB - 1}`, 202],
       ]);
-      const puts = proxy.log.filter((e) => e.method === 'PUT');
+      const puts = env.proxy.log.filter((e) => e.method === 'PUT');
       expect(puts).toHaveLength(1);
       expect(puts[0]!.url).toContain(`digest=${encodeURIComponent(desc.digest)}`);
       expect(puts[0]!.status).toBe(201);
@@ -73,10 +63,10 @@ describe('chunked push', () => {
 
   it('sends a last short chunk', async () => {
     const { desc, data } = blob(2 * MiB + 12345);
-    const c = testClient(proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB });
+    const c = testClient(env.proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB });
     try {
       await c.pushBlob('chunk/b', desc, pieces(data, 65536));
-      expect(proxy.log.filter((e) => e.method === 'PATCH').map((e) => e.contentRange)).toEqual([`0-${MiB - 1}`, `${MiB}-${2 * MiB - 1}`, `${2 * MiB}-${2 * MiB + 12344}`]);
+      expect(env.proxy.log.filter((e) => e.method === 'PATCH').map((e) => e.contentRange)).toEqual([`0-${MiB - 1}`, `${MiB}-${2 * MiB - 1}`, `${2 * MiB}-${2 * MiB + 12344}`]);
       expect((await collect(await c.getBlob('chunk/b', desc))).equals(data)).toBe(true);
     } finally {
       await c.close();
@@ -86,11 +76,11 @@ describe('chunked push', () => {
   it('retries a PATCH that got a 500, after asking the registry where the upload stands', async () => {
     const { desc, data } = blob(3 * MiB);
     const sleeps: number[] = [];
-    const c = testClient(proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB, sleeps });
-    proxy.addRule({ method: 'PATCH', path: '/blobs/uploads/', kind: 'status', status: 500, skip: 1 });
+    const c = testClient(env.proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB, sleeps });
+    env.proxy.addRule({ method: 'PATCH', path: '/blobs/uploads/', kind: 'status', status: 500, skip: 1 });
     try {
       await c.pushBlob('chunk/c', desc, pieces(data));
-      const seq = proxy.log.filter((e) => e.method === 'PATCH' || (e.method === 'GET' && e.path.includes('/uploads/'))).map((e) => `${e.method} ${e.contentRange ?? ''} ${e.status}`);
+      const seq = env.proxy.log.filter((e) => e.method === 'PATCH' || (e.method === 'GET' && e.path.includes('/uploads/'))).map((e) => `${e.method} ${e.contentRange ?? ''} ${e.status}`);
       expect(seq).toEqual([
         `PATCH 0-${MiB - 1} 202`,
         `PATCH ${MiB}-${2 * MiB - 1} 500`,
@@ -107,8 +97,8 @@ describe('chunked push', () => {
 
   it('fails clearly when the answer to a PATCH the registry took was lost (distribution drops the session)', async () => {
     const { desc, data } = blob(3 * MiB);
-    const c = testClient(proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB });
-    proxy.addRule({ method: 'PATCH', path: '/blobs/uploads/', kind: 'drop', skip: 1 });
+    const c = testClient(env.proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB });
+    env.proxy.addRule({ method: 'PATCH', path: '/blobs/uploads/', kind: 'drop', skip: 1 });
     const src = pieces(data);
     try {
       const e = await c.pushBlob('chunk/f', desc, src).then(
@@ -119,7 +109,7 @@ describe('chunked push', () => {
       expect(e?.message).toMatch(/chunk at byte 1048576 failed .*no longer had the upload/);
       expect(e?.hint).toMatch(/push again/);
       expect(src.destroyed).toBe(true);
-      expect(proxy.log.filter((x) => x.method === 'PATCH').map((x) => x.status)).toEqual([202, null]);
+      expect(env.proxy.log.filter((x) => x.method === 'PATCH').map((x) => x.status)).toEqual([202, null]);
     } finally {
       await c.close();
     }
@@ -127,12 +117,12 @@ describe('chunked push', () => {
 
   it('gives up when the PATCH keeps failing, and destroys the source', async () => {
     const { desc, data } = blob(2 * MiB);
-    const c = testClient(proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB, retry: { attempts: 2 } });
-    proxy.addRule({ method: 'PATCH', path: '/blobs/uploads/', kind: 'status', status: 503, times: Infinity });
+    const c = testClient(env.proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: MiB, retry: { attempts: 2 } });
+    env.proxy.addRule({ method: 'PATCH', path: '/blobs/uploads/', kind: 'status', status: 503, times: Infinity });
     const src = pieces(data);
     try {
       await expect(c.pushBlob('chunk/d', desc, src)).rejects.toMatchObject({ code: 'EREGISTRY' });
-      expect(proxy.log.filter((e) => e.method === 'PATCH')).toHaveLength(2);
+      expect(env.proxy.log.filter((e) => e.method === 'PATCH')).toHaveLength(2);
       expect(src.destroyed).toBe(true);
       expect(await c.hasBlob('chunk/d', desc)).toBe(false);
     } finally {
@@ -142,10 +132,10 @@ describe('chunked push', () => {
 
   it('uploads blobs at or under the threshold in one PUT', async () => {
     const { desc, data } = blob(MiB);
-    const c = testClient(proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: 256 * 1024 });
+    const c = testClient(env.proxy.host, { chunkedUploadThreshold: MiB, uploadChunkSize: 256 * 1024 });
     try {
       await c.pushBlob('chunk/e', desc, pieces(data));
-      expect(proxy.log.filter((e) => e.method === 'PATCH')).toHaveLength(0);
+      expect(env.proxy.log.filter((e) => e.method === 'PATCH')).toHaveLength(0);
       expect((await collect(await c.getBlob('chunk/e', desc))).equals(data)).toBe(true);
     } finally {
       await c.close();
