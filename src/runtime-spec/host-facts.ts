@@ -1,0 +1,29 @@
+/**
+ * What the runtime-spec generator needs to know about the host, gathered once
+ * by the driver (src/runtime/host.ts) so the generator itself reads no files
+ * and no environment.
+ */
+import type { IdPlan } from '../userns/types.js';
+
+export type CgroupVersion = 1 | 2 | 'hybrid';
+
+export interface HostFacts {
+  /** The invoking user's effective ids. */
+  uid: number;
+  gid: number;
+  /** True when not running as real root. */
+  rootless: boolean;
+  cgroup: {
+    version: CgroupVersion;
+    /** True when this user may set resource limits (root, or cgroup v2 with delegated controllers). */
+    canManage: boolean;
+    /** Controllers this user may use, e.g. ['cpu', 'memory', 'pids']. */
+    controllers: string[];
+  };
+  runtime: {
+    name: 'runc' | 'crun';
+    version: string;
+  };
+  /** The id plan the rootfs was unpacked with; the spec must use the same mappings. */
+  ids: IdPlan;
+}
