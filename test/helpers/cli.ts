@@ -4,8 +4,8 @@
  * TMPDIR and the store root all point into a per-test temp dir, so no test
  * reads the developer's credentials or writes to /var/lib (we run as root).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,6 +121,56 @@ export interface CliOptions {
   sandbox?: CliSandbox;
   /** Script to run instead of CLI_PATH (the harness tests itself with a stub). */
   entry?: string;
+  /**
+   * 'user': run as the unprivileged TEST_USER (needs root; the sandbox is
+   * chowned to it first). Default: as the current user.
+   */
+  as?: 'user';
+  /**
+   * Run inside a private mount namespace whose /sys/fs/cgroup is a pure
+   * cgroup2 mount: crun refuses this host's v1+v2 hybrid layout, so tests
+   * that use crun go through this shim (needs root).
+   */
+  cgroup2?: boolean;
+}
+
+/** The unprivileged user with a subuid/subgid range that `scripts/setup-host.sh --test` creates. */
+export const TEST_USER = 's2n-test';
+
+export interface TestUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+let testUserCache: TestUser | null | undefined;
+
+/** TEST_USER's ids, or undefined when it does not exist. */
+export function testUser(): TestUser | undefined {
+  if (testUserCache === undefined) {
+    try {
+      const uid = Number(execFileSync('id', ['-u', TEST_USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+      const gid = Number(execFileSync('id', ['-g', TEST_USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+      testUserCache = { name: TEST_USER, uid, gid };
+    } catch {
+      testUserCache = null;
+    }
+  }
+  return testUserCache ?? undefined;
+}
+
+export const IS_ROOT: boolean = process.geteuid?.() === 0;
+
+/** True when tests can run the CLI as TEST_USER (we are root and the user exists). */
+export const CAN_RUN_AS_USER: boolean = IS_ROOT && testUser() !== undefined;
+
+const chownedSandboxes = new Set<string>();
+
+function giveSandboxTo(sb: CliSandbox, u: TestUser): void {
+  if (chownedSandboxes.has(sb.dir)) return;
+  const dirs = [sb.dir, sb.home, ...['XDG_CONFIG_HOME', 'XDG_DATA_HOME', 'XDG_CACHE_HOME', 'XDG_STATE_HOME', 'XDG_RUNTIME_DIR', 'TMPDIR'].map((k) => sb.env[k])];
+  for (const d of [...dirs, join(sb.home, '.local')]) if (d !== undefined && existsSync(d)) chownSync(d, u.uid, u.gid);
+  chownedSandboxes.add(sb.dir);
 }
 
 export interface CliResult {
@@ -151,9 +201,25 @@ export function spawnCli(args: string[], opts: CliOptions = {}): ChildProcess {
   const entry = opts.entry ?? CLI_PATH;
   if (opts.entry === undefined) assertBuilt();
   const sb = opts.sandbox ?? cliSandbox();
-  const child = spawn(process.execPath, [entry, ...args], {
+  const env = buildEnv(sb, opts);
+  let cmd = process.execPath;
+  let argv = [entry, ...args];
+  if (opts.as === 'user') {
+    const u = testUser();
+    if (!IS_ROOT || u === undefined) throw new Error(`running as ${TEST_USER} needs root and the user (scripts/setup-host.sh --test)`);
+    giveSandboxTo(sb, u);
+    env.USER = u.name;
+    env.LOGNAME = u.name;
+    argv = ['--reuid', String(u.uid), '--regid', String(u.gid), '--init-groups', '--', cmd, ...argv];
+    cmd = 'setpriv';
+  }
+  if (opts.cgroup2 === true) {
+    argv = ['-m', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"', 'sh', cmd, ...argv];
+    cmd = 'unshare';
+  }
+  const child = spawn(cmd, argv, {
     cwd: opts.cwd ?? sb.dir,
-    env: buildEnv(sb, opts),
+    env,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   // An early stdin close (EPIPE) is the CLI's business, not an unhandled error here.

@@ -1,5 +1,5 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -8,7 +8,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import type { Digest, ImageIndex, ImageManifest } from '../../src/oci/types.js';
-import { CLI_PATH, cliSandbox, runCli, spawnCli, tempDir } from './cli.js';
+import { CAN_RUN_AS_USER, CLI_PATH, cliSandbox, runCli, spawnCli, tempDir, testUser } from './cli.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import {
   bigRandomLayer,
@@ -524,5 +524,35 @@ describe('cli runner', () => {
     const r = await runCli(['--version']);
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe.skipIf(!CAN_RUN_AS_USER)('runCli as the test user, and the cgroup2 shim', () => {
+  const probe = join(tempDir('s2n-probe-'), 'probe.mjs');
+  beforeAll(async () => {
+    await writeFile(
+      probe,
+      "import { readFileSync } from 'node:fs';\n" +
+        "const fs = readFileSync('/proc/self/mountinfo', 'utf8').split('\\n').find((l) => l.split(' ')[4] === '/sys/fs/cgroup')?.split(' - ')[1]?.split(' ')[0];\n" +
+        'console.log(JSON.stringify({ uid: process.getuid(), home: process.env.HOME, cgroupFs: fs }));\n',
+      { mode: 0o644 },
+    );
+    const { chmodSync } = await import('node:fs');
+    chmodSync(join(probe, '..'), 0o755);
+  });
+
+  it('runs as the user with a writable sandbox HOME', async () => {
+    const r = await runCli([], { entry: probe, as: 'user' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { uid: number; home: string };
+    expect(out.uid).toBe(testUser()?.uid);
+    expect(statSync(out.home).uid).toBe(testUser()?.uid);
+  });
+
+  it('shows a pure cgroup2 /sys/fs/cgroup inside the shim and leaves the host untouched', async () => {
+    const r = await runCli([], { entry: probe, as: 'user', cgroup2: true });
+    expect((JSON.parse(r.stdout) as { cgroupFs: string }).cgroupFs).toBe('cgroup2');
+    const host = await runCli([], { entry: probe });
+    expect((JSON.parse(host.stdout) as { cgroupFs: string }).cgroupFs).not.toBe('cgroup2');
   });
 });
