@@ -7,8 +7,9 @@
 #                                  unprivileged test user with a subuid range
 set -euo pipefail
 
-runtime_pkgs=(runc crun uidmap)
-test_pkgs=(docker-registry apache2-utils openssl skopeo umoci zstd podman)
+# g++, make and python3 build the native addons (node-pty, zstd-napi) at npm install.
+runtime_pkgs=(runc crun uidmap g++ make python3)
+test_pkgs=(docker-registry apache2-utils openssl skopeo umoci zstd podman busybox-static)
 pkgs=("${runtime_pkgs[@]}")
 with_test=0
 if [[ "${1:-}" == "--test" ]]; then
