@@ -26,4 +26,12 @@ export interface HostFacts {
   };
   /** The id plan the rootfs was unpacked with; the spec must use the same mappings. */
   ids: IdPlan;
+  /**
+   * The caller's RLIMIT_NOFILE hard limit (`ulimit -Hn`). Rootless, a
+   * container cannot be given more, so the default nofile limit is this one;
+   * when absent, rootless containers inherit the runtime's limits.
+   */
+  nofileHard?: number;
+  /** The host's name: the container's default hostname with --network host, as podman does. */
+  hostname?: string;
 }
