@@ -21,6 +21,26 @@ export async function collectGarbage(store: ContentStore, out: Output, opts: GcO
   }
 }
 
+/**
+ * Removes the unpacked rootfs caches of `digests` (manifests no name points
+ * at any more). One being built right now is left for the next prune.
+ */
+export async function removeRootfsCaches(store: ContentStore, out: Output, digests: readonly string[]): Promise<string[]> {
+  if (digests.length === 0) return [];
+  const { RootfsCache } = await import('../rootfs/cache.js');
+  const cache = new RootfsCache(store);
+  const removed: string[] = [];
+  for (const d of digests) {
+    try {
+      if ((await cache.remove(d)) > 0) removed.push(d);
+    } catch (e) {
+      if (!(isS2nError(e) && e.code === 'ELOCKED')) throw e;
+      warn(out, `the rootfs of ${d} is being unpacked by another s2n-oci process; \`s2n-oci prune\` removes it later`);
+    }
+  }
+  return removed;
+}
+
 export function registerPrune(program: Command): void {
   program
     .command('prune')
@@ -32,7 +52,12 @@ export function registerPrune(program: Command): void {
         const store = await ctx.store();
         const r = await collectGarbage(store, ctx.out, { dryRun: flags.dryRun === true });
         if (!r) return;
-        if (ctx.out.json) return result(ctx.out, JSON.stringify(r));
+        // Rootfs caches of manifests no name points at, and temp dirs of killed unpacks.
+        const { RootfsCache } = await import('../rootfs/cache.js');
+        const keep = new Set((await store.list()).map((e) => e.descriptor.digest));
+        const rootfs = await new RootfsCache(store).prune(keep, { dryRun: flags.dryRun === true });
+        if (ctx.out.json) return result(ctx.out, JSON.stringify({ ...r, removedRootfs: rootfs.removed, removedRootfsTemp: rootfs.removedTemp }));
+        for (const d of rootfs.removed) result(ctx.out, `${flags.dryRun ? 'would remove' : 'removed'} rootfs of ${d}`);
         for (const d of r.removedBlobs) result(ctx.out, `${flags.dryRun ? 'would remove' : 'removed'} ${d}`);
         info(ctx.out, `${flags.dryRun ? 'would free' : 'freed'} ${humanSize(r.freedBytes)} in ${r.removedBlobs.length} blobs`);
         if (r.missing.length > 0) warn(ctx.out, `${r.missing.length} referenced blobs are missing from the store: ${r.missing.join(', ')}; pull the affected images again`);

@@ -4,7 +4,7 @@ import { findImage } from '../images.js';
 import { formatReference, parseReference } from '../oci/reference.js';
 import { action } from './context.js';
 import { info, result } from './output.js';
-import { collectGarbage } from './prune.js';
+import { collectGarbage, removeRootfsCaches } from './prune.js';
 
 const hexId = /^(sha256:)?[a-f0-9]{12,64}$/;
 
@@ -19,6 +19,7 @@ export function registerRmi(program: Command): void {
       action(async (ctx, images: string[], flags: { force?: boolean }) => {
         const store = await ctx.store();
         const untagged: string[] = [];
+        const removedDigests: string[] = [];
         for (const input of images) {
           const img = await findImage(store, input);
           // By name: drop that name only, as docker does. By id: drop all names, but only with -f when there are several.
@@ -32,15 +33,19 @@ export function registerRmi(program: Command): void {
               context: { reference: input, names },
             });
           }
+          removedDigests.push(img.manifestDesc.digest);
           for (const n of names) {
             await store.untag(n);
             untagged.push(n);
             info(ctx.out, `Untagged: ${n}`);
           }
         }
+        // Unpacked rootfs caches go with the last name of their manifest.
+        const left = new Set<string>((await store.list()).map((e) => e.descriptor.digest));
+        const removedRootfs = await removeRootfsCaches(store, ctx.out, [...new Set(removedDigests)].filter((d) => !left.has(d)));
         // Free the blobs right away unless a pull is running; then `prune` frees them later.
         const gc = await collectGarbage(store, ctx.out, { timeoutMs: 0 });
-        if (ctx.out.json) result(ctx.out, JSON.stringify({ untagged, removedBlobs: gc?.removedBlobs ?? [], freedBytes: gc?.freedBytes ?? 0 }));
+        if (ctx.out.json) result(ctx.out, JSON.stringify({ untagged, removedBlobs: gc?.removedBlobs ?? [], freedBytes: gc?.freedBytes ?? 0, removedRootfs }));
         else if (gc) for (const d of gc.removedBlobs) result(ctx.out, `Deleted: ${d}`);
       }),
     );

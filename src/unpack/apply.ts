@@ -7,9 +7,25 @@
  * set after the layer's last entry. A diff_id mismatch is an EDIGEST after
  * the layer was applied: the caller discards the rootfs.
  */
-import { constants as fsc } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, realpath, rm, symlink, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  constants as fsc,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { realpath, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
@@ -17,7 +33,7 @@ import { S2nError, sysCode } from '../errors.js';
 import { parseDigest, type DigestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/types.js';
 import { decompressor, detectCompression } from '../sources/archive/decompress.js';
-import { entryComponents, resolveComponents, unsafeEntry } from './resolve.js';
+import { entryComponents, resolveComponentsSync, unsafeEntry } from './resolve.js';
 import { malformed, TarGuard } from './tar-guard.js';
 
 export type WarningKind = 'device' | 'xattr' | 'pax-global' | 'trailing-data' | 'aufs-meta';
@@ -94,6 +110,14 @@ async function sniff(input: Readable, n: number): Promise<{ head: Buffer; stream
   return { head, stream };
 }
 
+/**
+ * Applies entries with synchronous syscalls: an unpack is thousands of tiny
+ * lstat/open/chown/utimes calls, and a thread-pool round trip each (the
+ * promise API) cost more than the calls themselves, while decompression
+ * still runs on the pool beside us. Missing paths are probed with
+ * `throwIfNoEntry: false` or by trying the create first (O_EXCL), since a
+ * thrown ENOENT with its stack is the most expensive part of an lstat.
+ */
 class LayerApplier {
   /** Keys (root-relative resolved paths) this layer created or replaced. */
   private readonly created = new Set<string>();
@@ -102,6 +126,13 @@ class LayerApplier {
   private readonly dirs: DeferredDir[] = [];
   private readonly warned = new Set<WarningKind>();
   private readonly restore = new Map<string, number>();
+  /**
+   * Entry parent name → its resolved components, each an existing real
+   * directory (ensureDirs made sure). Only a removal of a directory can make
+   * such a resolution stale (a symlink put in its place goes through a
+   * removal first), so every removal of a directory clears the cache.
+   */
+  private readonly parents = new Map<string, string[]>();
   private readonly asRoot = process.getuid?.() === 0;
   skipped = 0;
   /** Set when entry() read the body to its end. */
@@ -119,67 +150,83 @@ class LayerApplier {
   }
 
   private abs(key: string): string {
-    return key === '' ? this.root : join(this.root, key);
+    return key === '' ? this.root : `${this.root}/${key}`;
   }
 
   private mark(key: string): void {
     this.created.add(key);
-    const parts = key.split('/');
-    for (let i = 0; i < parts.length; i++) this.ancestors.add(parts.slice(0, i).join('/'));
+    for (let i = key.indexOf('/'); i >= 0; i = key.indexOf('/', i + 1)) this.ancestors.add(key.slice(0, i));
+    this.ancestors.add('');
+  }
+
+  /** The resolved parent of an entry, every component made an existing real directory. */
+  private async parentOf(parts: readonly string[], entry: string): Promise<string[]> {
+    const name = parts.slice(0, -1).join('/');
+    const hit = this.parents.get(name);
+    if (hit !== undefined) return hit;
+    const resolved = resolveComponentsSync(this.root, parts.slice(0, -1), entry);
+    this.ensureDirs(resolved, entry);
+    this.parents.set(name, resolved);
+    return resolved;
   }
 
   /** Make every component of `parts` an existing real directory. */
-  private async ensureDirs(parts: readonly string[], entry: string): Promise<void> {
+  private ensureDirs(parts: readonly string[], entry: string): void {
+    let key = '';
     for (let i = 0; i <= parts.length; i++) {
-      const p = this.abs(parts.slice(0, i).join('/'));
-      let st;
-      try {
-        st = await lstat(p);
-      } catch (e) {
-        if (sysCode(e) !== 'ENOENT') throw e;
-        await mkdir(p, { mode: 0o755 });
+      if (i > 0) key = i === 1 ? parts[0]! : `${key}/${parts[i - 1]!}`;
+      const p = this.abs(key);
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (st === undefined) {
+        mkdirSync(p, { mode: 0o755 });
         continue;
       }
-      if (!st.isDirectory()) throw malformed(`entry "${entry}": parent ${parts.slice(0, i).join('/')} is not a directory`, { entry });
+      if (!st.isDirectory()) throw malformed(`entry "${entry}": parent ${key} is not a directory`, { entry });
       if (!this.asRoot && (st.mode & 0o300) !== 0o300 && !this.restore.has(p)) {
         this.restore.set(p, st.mode & 0o7777);
-        await chmod(p, (st.mode & 0o7777) | 0o700);
+        chmodSync(p, (st.mode & 0o7777) | 0o700);
       }
     }
   }
 
-  /** Remove whatever is at `abs` (a directory recursively), never following a symlink. */
+  /** Remove a whole tree (a directory of a lower layer). */
+  private async removeTree(abs: string): Promise<void> {
+    this.parents.clear();
+    await rm(abs, { recursive: true, force: true });
+  }
+
+  /** Remove whatever is at `abs` (a directory recursively), never following a symlink. Returns true when a directory was kept. */
   private async clear(abs: string, keepDir: boolean): Promise<boolean> {
-    let st;
-    try {
-      st = await lstat(abs);
-    } catch (e) {
-      if (sysCode(e) === 'ENOENT') return false;
-      throw e;
-    }
+    const st = lstatSync(abs, { throwIfNoEntry: false });
+    if (st === undefined) return false;
     if (st.isDirectory()) {
       if (keepDir) return true;
-      await rm(abs, { recursive: true, force: true });
-    } else await unlink(abs);
+      await this.removeTree(abs);
+    } else unlinkSync(abs);
     return false;
+  }
+
+  /** Runs `create`; if something is in the way (EEXIST), clears it and runs it again. */
+  private async replace<T>(abs: string, create: () => T): Promise<T> {
+    try {
+      return create();
+    } catch (e) {
+      if (sysCode(e) !== 'EEXIST') throw e;
+    }
+    await this.clear(abs, false);
+    return create();
   }
 
   /** Remove lower-layer content at `key`, keeping what this layer created. */
   private async removeLower(key: string): Promise<void> {
     const abs = this.abs(key);
     if (this.created.has(key) || this.ancestors.has(key)) {
-      let st;
-      try {
-        st = await lstat(abs);
-      } catch (e) {
-        if (sysCode(e) === 'ENOENT') return;
-        throw e;
-      }
-      if (!st.isDirectory()) return;
-      for (const c of await readdir(abs)) await this.removeLower(key === '' ? c : `${key}/${c}`);
+      const st = lstatSync(abs, { throwIfNoEntry: false });
+      if (!st?.isDirectory()) return;
+      for (const c of readdirSync(abs)) await this.removeLower(key === '' ? c : `${key}/${c}`);
       return;
     }
-    await rm(abs, { recursive: true, force: true });
+    await this.removeTree(abs);
   }
 
   async entry(header: tar.Header, body: Readable): Promise<void> {
@@ -189,20 +236,20 @@ class LayerApplier {
     }
     const parts = entryComponents(name);
     const base = parts[parts.length - 1];
-    const parentParts = await resolveComponents(this.root, parts.slice(0, -1), name);
-    const parentKey = parentParts.join('/');
 
     if (base !== undefined && base.startsWith(WHITEOUT)) {
+      // A whiteout's parent is resolved (symlinks followed inside the root) but never created.
+      const parentKey = resolveComponentsSync(this.root, parts.slice(0, -1), name).join('/');
       if (base === OPAQUE) {
         let st;
         try {
-          st = await lstat(this.abs(parentKey));
+          st = lstatSync(this.abs(parentKey), { throwIfNoEntry: false });
         } catch (e) {
-          if (sysCode(e) === 'ENOENT' || sysCode(e) === 'ENOTDIR') return;
+          if (sysCode(e) === 'ENOTDIR') return;
           throw e;
         }
-        if (!st.isDirectory()) return;
-        for (const c of await readdir(this.abs(parentKey))) await this.removeLower(parentKey === '' ? c : `${parentKey}/${c}`);
+        if (!st?.isDirectory()) return;
+        for (const c of readdirSync(this.abs(parentKey))) await this.removeLower(parentKey === '' ? c : `${parentKey}/${c}`);
         return;
       }
       if (base.startsWith(`${WHITEOUT}${WHITEOUT}`)) {
@@ -222,64 +269,67 @@ class LayerApplier {
     if (base === undefined) {
       // The root itself: only a directory entry may name it (its metadata applies to the root).
       if (type !== 'directory') throw unsafeEntry(name, `names the root as a ${type ?? 'entry of unknown type'}`);
-      await this.meta(this.root, header);
+      this.meta(this.root, header);
       this.dirs.push({ abs: this.root, mode: header.mode ?? 0o755, mtime: mtimeOf(header) });
       return;
     }
-    await this.ensureDirs(parentParts, name);
+    const parentParts = await this.parentOf(parts, name);
+    const parentKey = parentParts.join('/');
     const key = parentKey === '' ? base : `${parentKey}/${base}`;
     const abs = this.abs(key);
 
     switch (type) {
       case 'directory': {
-        if (!(await this.clear(abs, true))) await mkdir(abs, { mode: 0o700 });
-        await this.meta(abs, header);
+        try {
+          mkdirSync(abs, { mode: 0o700 });
+        } catch (e) {
+          if (sysCode(e) !== 'EEXIST') throw e;
+          if (!(await this.clear(abs, true))) mkdirSync(abs, { mode: 0o700 });
+        }
+        this.meta(abs, header);
         this.dirs.push({ abs, mode: header.mode ?? 0o755, mtime: mtimeOf(header) });
         break;
       }
       case 'file':
       case 'contiguous-file': {
-        await this.clear(abs, false);
-        const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        const fd = await this.replace(abs, () => openSync(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600));
         try {
-          for await (const chunk of body as AsyncIterable<Buffer>) await fh.write(chunk);
+          for await (const chunk of body as AsyncIterable<Buffer>) writeAll(fd, chunk);
           this.bodyConsumed = true;
-          if (this.opts.ownership === 'real') await fh.chown(...owner(header));
-          await fh.chmod((header.mode ?? 0o644) & 0o7777); // after chown, which clears setuid/setgid
+          if (this.opts.ownership === 'real') fchownSync(fd, ...owner(header));
+          fchmodSync(fd, (header.mode ?? 0o644) & 0o7777); // after chown, which clears setuid/setgid
           const t = mtimeOf(header);
-          await fh.utimes(t, t);
+          futimesSync(fd, t, t);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
         break;
       }
       case 'symlink': {
-        await this.clear(abs, false);
-        await symlink(header.linkname ?? '', abs);
-        if (this.opts.ownership === 'real') await lchown(abs, ...owner(header));
+        await this.replace(abs, () => symlinkSync(header.linkname ?? '', abs));
+        if (this.opts.ownership === 'real') lchownSync(abs, ...owner(header));
         const t = mtimeOf(header);
-        await lutimes(abs, t, t);
+        lutimesSync(abs, t, t);
         break;
       }
       case 'link': {
         const tparts = entryComponents(header.linkname ?? '');
         if (tparts.length === 0) throw unsafeEntry(name, 'is a hard link to the root');
-        const tparent = await resolveComponents(this.root, tparts.slice(0, -1), name);
+        const tparent = resolveComponentsSync(this.root, tparts.slice(0, -1), name);
         const tkey = [...tparent, tparts[tparts.length - 1]!].join('/');
         const tabs = this.abs(tkey);
         let st;
         try {
-          st = await lstat(tabs);
+          st = lstatSync(tabs, { throwIfNoEntry: false });
         } catch (e) {
-          if (sysCode(e) === 'ENOENT' || sysCode(e) === 'ENOTDIR') {
-            throw malformed(`entry "${name}": hard link target "${header.linkname ?? ''}" does not exist`, { entry: name, target: header.linkname });
-          }
-          throw e;
+          if (sysCode(e) !== 'ENOTDIR') throw e;
+        }
+        if (st === undefined) {
+          throw malformed(`entry "${name}": hard link target "${header.linkname ?? ''}" does not exist`, { entry: name, target: header.linkname });
         }
         if (st.isDirectory()) throw unsafeEntry(name, `is a hard link to a directory ("${header.linkname ?? ''}")`);
         if (tkey === key) break;
-        await this.clear(abs, false);
-        await link(tabs, abs); // link(2) does not follow a symlink target
+        await this.replace(abs, () => linkSync(tabs, abs)); // link(2) does not follow a symlink target
         break;
       }
       case 'character-device':
@@ -300,23 +350,31 @@ class LayerApplier {
     }
   }
 
-  private async meta(abs: string, header: tar.Header): Promise<void> {
-    if (this.opts.ownership === 'real') await lchown(abs, ...owner(header));
+  private meta(abs: string, header: tar.Header): void {
+    if (this.opts.ownership === 'real') lchownSync(abs, ...owner(header));
   }
 
   /** Directory modes and mtimes, after all entries of the layer. */
   async finish(): Promise<void> {
     for (const [p, mode] of this.restore) {
-      await chmod(p, mode).catch(() => {});
+      try {
+        chmodSync(p, mode);
+      } catch {
+        /* removed meanwhile */
+      }
     }
     for (let i = this.dirs.length - 1; i >= 0; i--) {
       const d = this.dirs[i]!;
-      const st = await lstat(d.abs).catch(() => undefined);
+      const st = lstatSync(d.abs, { throwIfNoEntry: false });
       if (!st?.isDirectory()) continue;
-      await chmod(d.abs, d.mode & 0o7777);
-      await lutimes(d.abs, d.mtime, d.mtime);
+      chmodSync(d.abs, d.mode & 0o7777);
+      lutimesSync(d.abs, d.mtime, d.mtime);
     }
   }
+}
+
+function writeAll(fd: number, chunk: Buffer): void {
+  for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off, chunk.length - off);
 }
 
 /** A Node system error (ENOSPC, EACCES...), as opposed to a stream or parser error. */

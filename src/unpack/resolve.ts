@@ -5,7 +5,7 @@
  * root, `..` stops at it), and the last component is never followed, so the
  * entry being created replaces whatever is there instead of writing through it.
  */
-import { lstat, readlink } from 'node:fs/promises';
+import { lstatSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { S2nError, sysCode } from '../errors.js';
 
@@ -39,27 +39,33 @@ export function entryComponents(name: string): string[] {
 /**
  * Resolve `parts` (all followed, symlinks included) under `root`: the real
  * components, relative to the root, none of them a symlink. Components that
- * do not exist are kept as they are.
+ * do not exist are kept as they are. Synchronous: it is called per tar entry.
  */
-export async function resolveComponents(root: string, parts: readonly string[], entry = parts.join('/')): Promise<string[]> {
+export function resolveComponentsSync(root: string, parts: readonly string[], entry = parts.join('/')): string[] {
   const out: string[] = [];
   const queue = [...parts];
   let hops = 0;
+  let missing = false;
   while (queue.length > 0) {
     const c = queue.shift()!;
     if (c === '' || c === '.') continue;
     if (c === '..') {
       out.pop(); // at the root, `..` is the root
+      missing = false;
       continue;
     }
-    const p = join(root, ...out, c);
+    // Below a missing component nothing exists: no need to ask.
     let link: string | undefined;
-    try {
-      const st = await lstat(p);
-      if (st.isSymbolicLink()) link = await readlink(p);
-    } catch (e) {
-      const code = sysCode(e);
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+    if (!missing) {
+      const p = join(root, ...out, c);
+      try {
+        const st = lstatSync(p, { throwIfNoEntry: false });
+        if (st === undefined) missing = true;
+        else if (st.isSymbolicLink()) link = readlinkSync(p);
+      } catch (e) {
+        if (sysCode(e) !== 'ENOTDIR') throw e;
+        missing = true;
+      }
     }
     if (link === undefined) {
       out.push(c);
@@ -70,6 +76,11 @@ export async function resolveComponents(root: string, parts: readonly string[], 
     queue.unshift(...link.split('/'));
   }
   return out;
+}
+
+/** resolveComponentsSync as a promise (the API other modules use). */
+export async function resolveComponents(root: string, parts: readonly string[], entry = parts.join('/')): Promise<string[]> {
+  return resolveComponentsSync(root, parts, entry);
 }
 
 /**

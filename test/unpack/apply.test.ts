@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { unpackImage } from '../../src/unpack/index.js';
 import { buildTar, dir, file, hardlink, opaqueWhiteout, sha256, symlink, whiteout, type LayerEntry } from '../helpers/images.js';
 import { removeDir } from '../helpers/tmp.js';
-import { apply, applyAll, END, makeEnv, padBlock, paxRecords, rawHeader, withoutEnd, zstd, type Env } from './util.js';
+import { apply, applyAll, END, makeEnv, padBlock, paxRecords, rawHeader, withoutEnd, type Env } from './util.js';
 
 let env: Env;
 beforeEach(async () => {

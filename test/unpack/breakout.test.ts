@@ -49,6 +49,22 @@ describe('breakouts', () => {
     expect(await readFile(join(env.root, env.base, 'planted'), 'utf8')).toBe('evil');
   });
 
+  it('a directory written through, then replaced by a symlink out, then written through again (resolution cache)', async () => {
+    const target = join(env.base, 'outside');
+    await apply(env, [dir('a'), dir('a/b'), file('a/b/x', 'x'), symlink('a', target), file('a/b/evil', 'evil'), dir('c'), file('c/y', 'y')]);
+    await apply(env, [file('c/z', 'z'), symlink('c', env.base), file('c/planted', 'evil2')]);
+    expect(existsSync(target)).toBe(false);
+    expect(await readFile(join(env.root, target, 'b/evil'), 'utf8')).toBe('evil');
+    expect(await readFile(join(env.root, env.base, 'planted'), 'utf8')).toBe('evil2');
+    expect(existsSync(join(env.root, target, 'b/x'))).toBe(false);
+  });
+
+  it('a whiteout removes a directory written through earlier in the next layer, then a symlink takes its place', async () => {
+    await applyAll(env, [[dir('d'), file('d/f', 'f')], [file('d/g', 'g'), whiteout('e'), dir('e'), file('e/h', 'h')], [whiteout('d'), symlink('d', env.base), file('d/planted', 'evil')]]);
+    expect(await readFile(join(env.root, env.base, 'planted'), 'utf8')).toBe('evil');
+    expect((await lstat(join(env.root, 'd'))).isSymbolicLink()).toBe(true);
+  });
+
   it('symlink to .. chains', async () => {
     await apply(env, [
       symlink('up', '..'),
