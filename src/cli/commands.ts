@@ -20,6 +20,18 @@ export interface LazyCommand {
 
 export const COMMANDS: readonly LazyCommand[] = [
   {
+    name: 'run',
+    usage: '[options] <image> [command...]',
+    description: 'run a command in a new container from an image (pulled when missing)',
+    load: async () => (await import('./run.js')).registerRun,
+  },
+  {
+    name: 'scan',
+    usage: '[options] [scanner-args...]',
+    description: "run the s2n scanner image against a target; the scanner's own arguments pass through",
+    load: async () => (await import('./scan.js')).registerScan,
+  },
+  {
     name: 'pull',
     usage: '[options] <reference>',
     description: 'pull an image from a registry into the store',
@@ -80,6 +92,49 @@ export const COMMANDS: readonly LazyCommand[] = [
     description: 'remove stored credentials for a registry',
     load: async () => (await import('./login.js')).registerLogout,
   },
+  {
+    name: 'unpack',
+    aliases: ['bundle'],
+    usage: '[options] <image> <dir>',
+    description: 'unpack an image into an OCI bundle directory (rootfs + config.json), like umoci unpack',
+    load: async () => (await import('./unpack.js')).registerUnpack,
+  },
+  {
+    name: 'info',
+    usage: '[options]',
+    description: 'show what this host offers for running containers, and how to fix what is missing',
+    load: async () => (await import('./info.js')).registerInfo,
+  },
+  {
+    name: 'ps',
+    usage: '[options]',
+    description: 'list containers (running ones; -a for all)',
+    load: async () => (await import('./ps.js')).registerPs,
+  },
+  {
+    name: 'logs',
+    usage: '[options] <container>',
+    description: 'print the output of a detached container',
+    load: async () => (await import('./logs.js')).registerLogs,
+  },
+  {
+    name: 'stop',
+    usage: '[options] <container...>',
+    description: 'stop containers: their StopSignal, then SIGKILL after a timeout',
+    load: async () => (await import('./stop.js')).registerStop,
+  },
+  {
+    name: 'kill',
+    usage: '[options] <container...>',
+    description: 'send a signal to running containers (default SIGKILL)',
+    load: async () => (await import('./kill.js')).registerKill,
+  },
+  {
+    name: 'rm',
+    usage: '[options] <container...>',
+    description: 'remove containers (their state, bundle and log)',
+    load: async () => (await import('./rm.js')).registerRm,
+  },
 ];
 
 /** The root command with its global options and no subcommands. */
@@ -90,6 +145,8 @@ export function rootCommand(): Command {
     .option('--root <dir>', 'store location (default $S2N_OCI_ROOT, ~/.local/share/s2n-oci, /var/lib/s2n-oci as root)')
     .option('--debug', 'print error context and stack traces')
     .showHelpAfterError('(run with --help for usage)')
+    // Options after `run IMAGE` belong to the container's command, as in docker.
+    .enablePositionalOptions()
     .exitOverride();
 }
 

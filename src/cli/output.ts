@@ -27,7 +27,11 @@ export function warn(out: Output, text: string): void {
 /** Runner errors exit 125, like docker and podman. */
 export const EXIT_RUNNER_ERROR = 125;
 
-/** One clear line plus a hint; --debug adds context and stack; --json one JSON object. */
+/**
+ * One clear line plus a hint; --debug adds context and stack; --json one JSON
+ * object. Returns the exit status: 125, or the 126/127 an error carries in
+ * `context.exitStatus` (a command that cannot be executed or found).
+ */
 export function reportError(out: Output, e: unknown): number {
   const err = isS2nError(e) ? e : internalError(e);
   if (out.json) {
@@ -47,7 +51,8 @@ export function reportError(out: Output, e: unknown): number {
       cause = cause.cause;
     }
   }
-  return EXIT_RUNNER_ERROR;
+  const status = err.context.exitStatus;
+  return typeof status === 'number' && Number.isInteger(status) && status > 0 && status < 256 ? status : EXIT_RUNNER_ERROR;
 }
 
 function internalError(e: unknown): S2nError {

@@ -75,6 +75,8 @@ function makeSandbox(dir: string): CliSandbox {
     XDG_RUNTIME_DIR: p('run', 0o700),
     TMPDIR: p('tmp'),
     S2N_OCI_ROOT: root,
+    // Container state per sandbox, also as root (whose default, /run/s2n-oci, other tests share).
+    S2N_OCI_STATE: join(dir, 'run', 's2n-oci'),
     LANG: 'C.UTF-8',
     TZ: 'UTC',
     NO_COLOR: '1',

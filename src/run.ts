@@ -1,0 +1,174 @@
+/**
+ * `s2n-oci run` as one use case: image (store or pull) → cached rootfs →
+ * config.json → runtime. Each step is a module of its own; this file only
+ * orders them and writes the few per-container files of the bundle.
+ */
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { ensureImage, type PullPolicy } from './ensure-image.js';
+import { S2nError, isS2nError } from './errors.js';
+import type { Platform } from './oci/types.js';
+import type { PullOptions } from './pull.js';
+import { RootfsCache } from './rootfs/cache.js';
+import { copyRootfs } from './rootfs/writable.js';
+import { cleanupStale } from './runtime/containers.js';
+import { checkExecutable } from './runtime/exec-check.js';
+import { chooseRuntime, probeCgroup, probeHost } from './runtime/host.js';
+import { launchContainer } from './runtime/launch.js';
+import { newContainerId, openStateStore } from './runtime/state.js';
+import { generateSpec } from './runtime-spec/generate.js';
+import type { RunOptions } from './runtime-spec/options.js';
+import type { Profile } from './runtime-spec/profile.js';
+import { DEFAULT_PATH } from './runtime-spec/process-args.js';
+import type { StoredImage } from './store/find.js';
+import type { ContentStore } from './store/store.js';
+import { resolveInRoot } from './unpack/resolve.js';
+import { detectIdPlan } from './userns/ids.js';
+
+export interface RunIo {
+  stdin?: NodeJS.ReadableStream & { fd?: number; isTTY?: boolean };
+  stdout?: NodeJS.WritableStream & { fd?: number; isTTY?: boolean; columns?: number; rows?: number };
+  stderr?: NodeJS.WritableStream & { fd?: number; isTTY?: boolean };
+  /** One line for stderr: warnings and notices. */
+  notice: (line: string) => void;
+  onPullEvent?: PullOptions['onEvent'];
+}
+
+export interface RunRequest {
+  image: string;
+  pull: PullPolicy;
+  platform?: Platform;
+  options: RunOptions;
+  profile: Profile;
+  /** `--runtime`: a name (crun, runc) or a path. */
+  runtime?: string;
+  name?: string;
+  detach: boolean;
+  /** Default: true in the foreground, false detached. */
+  rm?: boolean;
+  env?: NodeJS.ProcessEnv;
+  /** Called with the container id once its record exists (detached runs print it). */
+  onCreated?: (id: string) => void;
+}
+
+/** Runs a container; resolves with the exit status to use (the container's own, 128+N, or 126/127 set on thrown errors). */
+export async function runImage(store: ContentStore, req: RunRequest, io: RunIo): Promise<number> {
+  const env = req.env ?? process.env;
+  const image = await ensureImage(store, req.image, {
+    pull: req.pull,
+    ...(req.platform ? { platform: req.platform } : {}),
+    ...(io.onPullEvent ? { onEvent: io.onPullEvent } : {}),
+    notice: io.notice,
+  });
+
+  const { plan, warning } = await detectIdPlan({ env });
+  if (warning) io.notice(`warning: ${warning}`);
+  const uid = process.geteuid?.() ?? 0;
+  const cgroup = await probeCgroup(uid);
+  const runtime = await chooseRuntime({
+    ...(req.runtime ? { name: req.runtime } : {}),
+    env,
+    cgroup,
+    notice: io.notice,
+  });
+  const host = { ...(await probeHost(runtime, plan, cgroup)), hostname: hostname(), ...(await nofileHard()) };
+
+  const cached = await new RootfsCache(store).ensure(image, {
+    plan,
+    onWarning: (w) => io.notice(`warning: ${w.message}`),
+  });
+
+  const state = await openStateStore({ env, warn: io.notice });
+  await cleanupStale(state);
+  const id = newContainerId();
+  const name = req.name ?? `s2n-${id.slice(0, 12)}`;
+  if (req.name !== undefined && (await state.list()).some((r) => r.name === req.name)) {
+    throw new S2nError('EUSAGE', `run ${req.image}: the container name "${req.name}" is already in use`, {
+      hint: `remove that container first (s2n-oci rm ${req.name}) or choose another --name`,
+      context: { name: req.name },
+    });
+  }
+  const bundle = await state.prepare(id, name);
+  try {
+    const readOnly = req.options.readOnly ?? req.profile.readOnlyRoot ?? true;
+    // The cached rootfs is shared by every container of the image; a writable root is a private copy.
+    const rootfs = readOnly ? cached.path : await copyRootfs(cached.path, join(bundle, 'rootfs'), plan);
+    const files = { hosts: join(bundle, 'hosts'), resolvConf: join(bundle, 'resolv.conf'), hostname: join(bundle, 'hostname') };
+    const { spec, warnings } = generateSpec({
+      image: image.config,
+      options: { ...req.options, callerEnv: req.options.callerEnv ?? env },
+      profile: req.profile,
+      host,
+      rootfs,
+      etc: await readEtc(rootfs),
+      files,
+      imageRef: req.image,
+      id,
+    });
+    for (const w of warnings) io.notice(`warning: ${w}`);
+    await writeEtcFiles(files, spec.hostname ?? id.slice(0, 12), req.options.network ?? 'host');
+    const args = spec.process?.args ?? [];
+    const pathVar = spec.process?.env?.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
+    if (args[0] !== undefined) await checkExecutable(rootfs, args[0], pathVar, spec.process?.cwd ?? '/');
+    await writeFile(join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`);
+    return await launchContainer({
+      state,
+      runtime,
+      id,
+      name,
+      bundle,
+      command: args,
+      image: { ref: image.names[0] ?? req.image, digest: image.manifestDesc.digest },
+      ...(image.config.config?.StopSignal ? { stopSignal: image.config.config.StopSignal } : {}),
+      tty: req.options.tty === true,
+      interactive: req.options.interactive === true,
+      detach: req.detach,
+      ...(req.rm !== undefined ? { rm: req.rm } : {}),
+      env,
+      notice: io.notice,
+      ...(io.stdin ? { stdin: io.stdin } : {}),
+      ...(io.stdout ? { stdout: io.stdout } : {}),
+      ...(io.stderr ? { stderr: io.stderr } : {}),
+      ...(req.onCreated ? { onStarted: () => req.onCreated?.(id) } : {}),
+    });
+  } catch (e) {
+    // Nothing ran yet (or launch cleaned up itself): do not leave a half-made container behind.
+    if (!(await state.read(id))) await state.remove(id).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The rootfs' /etc/passwd and /etc/group, read through resolveInRoot so an image symlink cannot point outside it. */
+async function readEtc(rootfs: string): Promise<{ passwd?: string; group?: string }> {
+  const read = async (name: string): Promise<string | undefined> => {
+    try {
+      return await readFile(await resolveInRoot(rootfs, name), 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const [passwd, group] = await Promise.all([read('/etc/passwd'), read('/etc/group')]);
+  return { ...(passwd !== undefined ? { passwd } : {}), ...(group !== undefined ? { group } : {}) };
+}
+
+/** /etc/hosts, /etc/resolv.conf and /etc/hostname for the container, as podman provides them. */
+async function writeEtcFiles(files: { hosts: string; resolvConf: string; hostname: string }, hostname: string, network: 'host' | 'none'): Promise<void> {
+  let hosts = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
+  if (network === 'host') hosts = (await readFile('/etc/hosts', 'utf8').catch(() => hosts)).replace(/\n?$/, '\n');
+  await writeFile(files.hosts, `${hosts}127.0.1.1\t${hostname}\n`);
+  if (network === 'host') await copyFile('/etc/resolv.conf', files.resolvConf).catch(() => writeFile(files.resolvConf, ''));
+  else await writeFile(files.resolvConf, '# --network none: no name servers\n');
+  await writeFile(files.hostname, `${hostname}\n`);
+}
+
+/**
+ * This process's RLIMIT_NOFILE hard limit, from /proc/self/limits (Node has no
+ * getrlimit). A container cannot be given more unless we hold
+ * CAP_SYS_RESOURCE, which even root may lack inside another container.
+ */
+async function nofileHard(): Promise<{ nofileHard?: number }> {
+  const text = await readFile('/proc/self/limits', 'utf8').catch(() => '');
+  const m = /^Max open files\s+\S+\s+(\d+)/m.exec(text);
+  return m?.[1] !== undefined ? { nofileHard: Number(m[1]) } : {};
+}
