@@ -10,17 +10,19 @@
  * usual mounts and namespaces, the plan's id mappings); the full generator
  * with profiles and host facts lives in src/runtime-spec.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { S2nError, sysCode } from '../errors.js';
 import type { ImageConfig } from '../oci/types.js';
 import { validateRuntimeConfig } from '../oci/validate.js';
 import type { StoredImage } from '../store/find.js';
 import type { ContentStore } from '../store/store.js';
-import { resolveInRoot } from '../unpack/resolve.js';
 import type { IdPlan } from '../userns/types.js';
 import { unpackStoredImage, type BuildOptions } from './build.js';
 import { removeTree } from './remove.js';
+import { DEFAULT_PATH as DEFAULT_PATH_VALUE } from '../runtime-spec/process-args.js';
+import { resolveUser } from '../runtime-spec/user.js';
+import { readEtcFiles } from './etc.js';
 
 export const BUNDLE_META = 's2n-oci.json';
 
@@ -31,56 +33,12 @@ export interface BundleResult {
   plan: IdPlan;
 }
 
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** A `name:x:id:...` file (passwd, group) from inside the rootfs, never following a link out of it. */
-async function lookupId(rootfs: string, file: string, name: string): Promise<{ id: number; gid?: number } | undefined> {
-  let text: string;
-  try {
-    text = await readFile(await resolveInRoot(rootfs, file), 'utf8');
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name && f[2] !== undefined && /^\d+$/.test(f[2])) return { id: Number(f[2]), ...(f[3] !== undefined && /^\d+$/.test(f[3]) ? { gid: Number(f[3]) } : {}) };
-  }
-  return undefined;
-}
+const DEFAULT_PATH = `PATH=${DEFAULT_PATH_VALUE}`;
 
 /** The image's USER (`uid`, `uid:gid`, `name`, `name:group`) as numbers, names looked up in the rootfs. */
-export async function resolveUser(rootfs: string, user: string | undefined): Promise<{ uid: number; gid: number }> {
-  const spec = (user ?? '').trim();
-  if (spec === '') return { uid: 0, gid: 0 };
-  const [u = '', g] = spec.split(':', 2);
-  let uid: number;
-  let gid: number | undefined;
-  if (/^\d+$/.test(u)) uid = Number(u);
-  else {
-    const found = await lookupId(rootfs, 'etc/passwd', u);
-    if (found === undefined) {
-      throw new S2nError('EIMAGE', `resolve image USER ${spec}: user "${u}" is not in the image's /etc/passwd`, {
-        hint: 'the image config names a user its rootfs does not define; use a numeric USER',
-        context: { user: spec },
-      });
-    }
-    uid = found.id;
-    gid = found.gid;
-  }
-  if (g !== undefined && g !== '') {
-    if (/^\d+$/.test(g)) gid = Number(g);
-    else {
-      const found = await lookupId(rootfs, 'etc/group', g);
-      if (found === undefined) {
-        throw new S2nError('EIMAGE', `resolve image USER ${spec}: group "${g}" is not in the image's /etc/group`, {
-          hint: 'use a numeric group in USER',
-          context: { user: spec },
-        });
-      }
-      gid = found.id;
-    }
-  }
-  return { uid, gid: gid ?? 0 };
+export async function resolveImageUser(rootfs: string, user: string | undefined, image?: string): Promise<{ uid: number; gid: number }> {
+  const { uid, gid } = resolveUser((user ?? '').trim(), await readEtcFiles(rootfs), image);
+  return { uid, gid };
 }
 
 /** A minimal runtime-spec config for `config` (see the module comment). */
@@ -147,7 +105,7 @@ export async function writeBundle(store: ContentStore, image: StoredImage, dirAr
   await mkdir(rootfs);
   try {
     await unpackStoredImage(store, image, rootfs, opts);
-    const user = await resolveUser(rootfs, image.config.config?.User);
+    const user = await resolveImageUser(rootfs, image.config.config?.User, image.names[0] ?? image.manifestDesc.digest);
     const spec = minimalRuntimeConfig(image.config, user, opts.plan);
     validateRuntimeConfig(spec);
     await writeFile(config, `${JSON.stringify(spec, null, 2)}\n`);
