@@ -19,7 +19,7 @@
  * digests. .debs are cached in $XDG_CACHE_HOME/s2n-oci/debs, so a rebuild
  * works offline. The archive paths go to stdout, progress to stderr.
  */
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,6 +28,7 @@ import { S2nError } from '../src/errors.js';
 import type { Platform } from '../src/oci/types.js';
 import { checkAptHost, debInfo, extractDeb, fetchDebs, hostDebArch, pythonVersionOf, resolveClosure } from '../src/s2n/debian-packages.js';
 import { assembleImage, buildLayer, fsDir, fsFile, fsSymlink, LayerTree, writeOciArchive, type BuiltImage, type BuiltLayer } from '../src/s2n/image-builder.js';
+import { isMainModule } from '../src/s2n/is-main.js';
 import {
   DEMO_IMAGE_REPOSITORY,
   DEMO_SCANNER_VERSION,
@@ -331,14 +332,4 @@ async function main(): Promise<void> {
   }
 }
 
-function isMain(): boolean {
-  const arg = process.argv[1];
-  if (arg === undefined) return false;
-  try {
-    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMain()) void main();
+if (isMainModule(import.meta.url)) void main();

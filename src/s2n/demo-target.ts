@@ -14,8 +14,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { isMainModule } from './is-main.js';
 
 export const DEMO_SERVER_HEADER = 'DemoHTTP/1.2.3';
 
@@ -145,14 +144,4 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop);
 }
 
-function isMain(): boolean {
-  const arg = process.argv[1];
-  if (arg === undefined) return false;
-  try {
-    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMain()) void main();
+if (isMainModule(import.meta.url)) void main();
