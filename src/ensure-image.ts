@@ -41,7 +41,7 @@ export async function ensureImage(store: ContentStore, ref: string, o: EnsureIma
   try {
     return await findImage(store, ref);
   } catch (e) {
-    if (!isS2nError(e) || e.code !== 'ENOTFOUND') throw e;
+    if (!isS2nError(e) || (e.code !== 'ENOTFOUND' && e.code !== 'EIMAGE')) throw e;
     if (o.pull === 'never') {
       throw new S2nError('ENOTFOUND', `image ${ref} is not in the store and --pull=never was given`, {
         hint: `pull it first (s2n-oci pull ${ref}) or, on a host without network, load a saved archive (s2n-oci load -i FILE)`,

@@ -1,9 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { parsePullPolicy } from '../ensure-image.js';
+import type { PullPolicy } from '../ensure-image.js';
 import { parsePlatform } from '../oci/platform.js';
 import { formatReport } from '../s2n/report.js';
 import { scan } from '../s2n/scan.js';
+import { readScanConfig } from '../s2n/scan-config.js';
 import { action } from './context.js';
 import { profileFrom, runOptionsFrom, type RunFlags } from './run.js';
 
@@ -51,8 +52,12 @@ export function registerScan(program: Command): void {
     .option('--volume <host:ctr[:ro|rw]>', 'extra bind mount (repeatable)', collect, [])
     .action(
       action(async (ctx, args: string[], flags: ScanFlags) => {
+        // The config file may name the default profile, so it is read before the profile is chosen.
+        const config = await readScanConfig(process.env);
+        const profile = profileFrom(flags.profile ?? config.profile ?? 'prod');
+        // ensure-image.js loads the registry client; the default policy needs no parsing.
+        const pull: PullPolicy = flags.pull === 'missing' ? 'missing' : (await import('../ensure-image.js')).parsePullPolicy(flags.pull);
         const store = await ctx.store();
-        const profile = profileFrom(flags.profile ?? 'prod');
         const empty: RunFlags = { env: flags.env, envFile: [], volume: flags.volume, mount: [], tmpfs: [], capAdd: [], capDrop: [], ulimit: [], securityOpt: [], annotation: [], label: [], pull: flags.pull };
         const options = await runOptionsFrom(empty, []);
         const outcome = await scan(
@@ -65,10 +70,11 @@ export function registerScan(program: Command): void {
             ...(flags.results !== undefined ? { results: flags.results } : {}),
             ...(flags.caBundle !== undefined ? { caBundle: flags.caBundle } : {}),
             ...(flags.proxy !== undefined ? { proxy: flags.proxy } : {}),
-            pull: parsePullPolicy(flags.pull),
+            pull,
             ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
             ...(flags.runtime ? { runtime: flags.runtime } : {}),
             env: process.env,
+            config,
             options,
           },
           { stdout: process.stdout, stderr: process.stderr, notice: (line) => ctx.out.stderr.write(`${line}\n`) },
