@@ -1,21 +1,33 @@
 /**
- * Start-up cost of running a container: `true` in a busybox bundle through
- * the bare runtime (runc; crun inside the cgroup2 mount-namespace shim this
- * hybrid host needs), through our driver (test/runtime/drive.ts: Node + state
- * record + runtime + --rm clean-up, no image or spec work), `node -e 0`, and
- * rootless `podman run --rm` (with runc: podman's default crun refuses this hybrid
- * cgroup host) when podman works here. `--cli` adds a row for
- * any command line, e.g. the real `s2n-oci run IMAGE true` once it exists:
+ * Start-up cost of running a container: `true` in a busybox image, through
  *
- *   npm run bench:run -- [--runs N] [--cli "node dist/src/cli/main.js run busybox true"] [--user]
+ * - `node -e 0` (Node's own start, the floor of anything written in Node);
+ * - the bare runtime (runc; crun inside the cgroup2 mount-namespace shim this
+ *   hybrid host needs) on a minimal hand-written bundle, and on the very
+ *   bundle `s2n-oci run` generates (same mounts, seccomp, namespaces): the
+ *   difference between the two is what our config asks of the runtime;
+ * - our driver alone (test/runtime/drive.ts: Node + state record + runtime +
+ *   --rm clean-up, no image or spec work);
+ * - the real warm `s2n-oci run IMAGE true` (image in a bench store, rootfs
+ *   cached by one unmeasured run first): as root with runc and with crun (in
+ *   the shim), and rootless as the test user with runc;
+ * - rootless `podman run --rm` of the same image (with runc: podman's default
+ *   crun refuses this hybrid cgroup host) when podman works here.
  *
- * Prints median / min / p90 wall time in milliseconds.
+ * `--cli` adds a row for any command line. Every row runs once unmeasured,
+ * then the rows take turns, so drift on this shared machine hits all alike.
+ *
+ *   npm run bench:run -- [--runs N] [--cli "…"] [--user NAME]
+ *
+ * Prints median / min / p90 wall time in milliseconds, then each s2n-oci row
+ * against the target of issue 5: bare runtime + `node -e 0` + 30 ms.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { busyboxImage, writeImageArchive } from '../test/helpers/busybox-image.js';
 import { buildBusyboxRootfs, busyboxConfig, HAVE_BUSYBOX } from '../test/runtime/fixture.js';
 import { has, median, printTable } from './measure.js';
 
@@ -29,12 +41,45 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 const repo = resolve(import.meta.dirname, '..', '..');
 const drive = join(repo, 'dist', 'test', 'runtime', 'drive.js');
+const cli = join(repo, 'dist', 'src', 'cli', 'main.js');
+const REF = 'localhost/bench/box:1';
 const SHIM = 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"';
 
 interface Row {
   name: string;
   argv: string[];
   env?: NodeJS.ProcessEnv;
+  /** For s2n-oci rows: the bare-runtime rows it is held against (target = runtime + node -e 0 + 30 ms), on the minimal bundle and on our own. */
+  floor?: { minimal: string; own: string };
+}
+
+const NODE_ROW = 'node -e 0';
+
+/** Runs the CLI to completion (load, rm): output only when it fails. */
+function cliSync(prefix: string[], args: string[], env: NodeJS.ProcessEnv): string {
+  const argv = [...prefix, process.execPath, cli, ...args];
+  return execFileSync(argv[0]!, argv.slice(1), { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/**
+ * A copy of the bundle `s2n-oci run --runtime RUNTIME` generates for REF, its command set to
+ * `true`: a detached container is started only to take its bundle, then
+ * removed. The config names files of its bundle by absolute path; they are
+ * moved to the copy's.
+ */
+function generatedBundle(prefix: string[], runtime: string, env: NodeJS.ProcessEnv, state: string, dest: string): string {
+  const id = cliSync(prefix, ['run', '-d', '--runtime', runtime, REF, 'sleep', '60'], env).trim();
+  try {
+    const src = join(state, 'containers', id, 'bundle');
+    cpSync(src, dest, { recursive: true });
+    const text = readFileSync(join(dest, 'config.json'), 'utf8').split(src).join(dest);
+    const spec = JSON.parse(text) as { process: { args: string[] } };
+    spec.process.args = ['true'];
+    writeFileSync(join(dest, 'config.json'), JSON.stringify(spec));
+    return dest;
+  } finally {
+    cliSync(prefix, ['rm', '-f', id], env);
+  }
 }
 
 function wall(argv: string[], env: NodeJS.ProcessEnv): Promise<{ ms: number; code: number | null; stderr: string }> {
@@ -55,8 +100,16 @@ function uidOf(user: string): number | undefined {
 
 async function main(): Promise<void> {
   if (!HAVE_BUSYBOX) throw new Error('needs /bin/busybox: apt-get install busybox-static');
-  const isRoot = process.geteuid?.() === 0;
   const work = mkdtempSync(join(tmpdir(), 's2n-bench-run-'));
+  try {
+    await benchIn(work);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function benchIn(work: string): Promise<void> {
+  const isRoot = process.geteuid?.() === 0;
   chmodSync(work, 0o755);
   const rootfs = buildBusyboxRootfs(work);
   const bundle = (name: string, rootless?: { uid: number; gid: number }): string => {
@@ -65,27 +118,39 @@ async function main(): Promise<void> {
     writeFileSync(join(d, 'config.json'), JSON.stringify(busyboxConfig({ rootfs, args: ['true'], ...(rootless ? { rootless } : {}) })), { mode: 0o644 });
     return d;
   };
+  // The image s2n-oci and podman run: the busybox test image, built by code.
+  const archive = await writeImageArchive(work, await busyboxImage(), REF);
+  chmodSync(archive, 0o644);
   const rootBundle = bundle('root');
   const state = join(work, 'state');
   mkdirSync(state, { mode: 0o700 });
   let n = 0;
-  const rows: Row[] = [{ name: 'node -e 0', argv: [process.execPath, '-e', '0'] }];
+  const rows: Row[] = [{ name: NODE_ROW, argv: [process.execPath, '-e', '0'] }];
   const shim = (argv: string[]): string[] => ['unshare', '-m', 'sh', '-c', SHIM, 'sh', ...argv];
   // Every run needs a fresh container id; a shell wrapper numbers them.
   const rt = (bin: string, root: string, b: string): string[] => ['sh', '-c', `exec ${bin} --root ${root} run --bundle ${b} bench-$$`];
+  const s2n = (prefix: string[], runtime: string): string[] => [...prefix, process.execPath, cli, 'run', '--runtime', runtime, REF, 'true'];
   if (isRoot) {
+    const env = { ...process.env, S2N_OCI_ROOT: join(work, 'store-root'), S2N_OCI_STATE: join(state, 's2n-oci') };
+    cliSync([], ['load', '-i', archive], env);
+    const ours = generatedBundle([], 'runc', env, env.S2N_OCI_STATE, join(work, 'generated-root'));
     rows.push({ name: 'runc run (root)', argv: rt('runc', join(state, 'runc'), rootBundle) });
+    rows.push({ name: 'runc run, s2n-oci bundle (root)', argv: rt('runc', join(state, 'runc'), ours) });
     if (has('crun')) {
       rows.push({ name: 'cgroup2 shim alone (unshare+mount, true)', argv: shim(['true']) });
       rows.push({ name: 'crun run (root, in shim)', argv: shim(rt('crun', join(state, 'crun'), rootBundle)) });
+      const oursCrun = generatedBundle(shim([]), 'crun', env, env.S2N_OCI_STATE, join(work, 'generated-root-crun'));
+      rows.push({ name: 'crun run, s2n-oci bundle (root, in shim)', argv: shim(rt('crun', join(state, 'crun'), oursCrun)) });
     }
     rows.push({ name: 'driver: node drive.js, runc (root)', argv: [process.execPath, drive, '--config', join(rootBundle, 'config.json'), '--runtime', 'runc'], env: { ...process.env, S2N_OCI_STATE: join(state, 'drive') } });
+    rows.push({ name: 's2n-oci run, runc (root)', argv: s2n([], 'runc'), env, floor: { minimal: 'runc run (root)', own: 'runc run, s2n-oci bundle (root)' } });
     if (has('crun')) {
       rows.push({
         name: 'driver: node drive.js, crun (root, in shim)',
         argv: shim([process.execPath, drive, '--config', join(rootBundle, 'config.json'), '--runtime', 'crun']),
         env: { ...process.env, S2N_OCI_STATE: join(state, 'drive') },
       });
+      rows.push({ name: 's2n-oci run, crun (root, in shim)', argv: shim(s2n([], 'crun')), env, floor: { minimal: 'crun run (root, in shim)', own: 'crun run, s2n-oci bundle (root, in shim)' } });
     }
   }
   const uid = isRoot ? uidOf(values.user!) : undefined;
@@ -96,16 +161,24 @@ async function main(): Promise<void> {
     execFileSync('chown', [`${uid}:${uid}`, xdg]);
     const ub = bundle('user', { uid, gid: uid });
     const env = { ...process.env, HOME: xdg, XDG_RUNTIME_DIR: xdg, S2N_OCI_STATE: join(xdg, 's2n-oci') };
+    const s2nEnv = { ...env, S2N_OCI_ROOT: join(xdg, 'store'), S2N_OCI_STATE: join(xdg, 's2n-run') };
+    cliSync(u, ['load', '-i', archive], s2nEnv);
+    const ours = generatedBundle(u, 'runc', s2nEnv, s2nEnv.S2N_OCI_STATE, join(xdg, 'generated'));
+    // Copied as root: rootless runc needs the bundle to be the user's.
+    execFileSync('chown', ['-R', `${uid}:${uid}`, ours]);
     rows.push({ name: `runc run (rootless, ${values.user})`, argv: [...u, ...rt('runc', join(xdg, 'runc'), ub)], env });
+    rows.push({ name: `runc run, s2n-oci bundle (rootless)`, argv: [...u, ...rt('runc', join(xdg, 'runc'), ours)], env });
     rows.push({ name: `driver: node drive.js, runc (rootless)`, argv: [...u, process.execPath, drive, '--config', join(ub, 'config.json'), '--runtime', 'runc'], env });
+    rows.push({ name: `s2n-oci run, runc (rootless, ${values.user})`, argv: s2n(u, 'runc'), env: s2nEnv, floor: { minimal: `runc run (rootless, ${values.user})`, own: 'runc run, s2n-oci bundle (rootless)' } });
     if (has('podman')) {
-      // A podman image from the same rootfs, in a private store of the user.
+      // The same image archive, loaded into a private podman store of the user.
       const pargs = ['--root', join(xdg, 'podman-root'), '--runroot', join(xdg, 'podman-run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', 'runc'];
+      const prun = [...u, 'podman', ...pargs, 'run', '--rm', '--net=host', REF, 'true'];
       try {
-        execFileSync('sh', ['-c', `tar -C ${rootfs} -c . | ${u.join(' ')} podman ${pargs.join(' ')} import -q - localhost/bench-busybox`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-        const probe = await wall([...u, 'podman', ...pargs, 'run', '--rm', '--net=host', 'localhost/bench-busybox', 'true'], env);
+        execFileSync(u[0]!, [...u.slice(1), 'podman', ...pargs, 'load', '-q', '-i', archive], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+        const probe = await wall(prun, env);
         if (probe.code !== 0) throw new Error(probe.stderr.trim().split('\n').pop());
-        rows.push({ name: `podman run --rm (rootless, ${values.user})`, argv: [...u, 'podman', ...pargs, 'run', '--rm', '--net=host', 'localhost/bench-busybox', 'true'], env });
+        rows.push({ name: `podman run --rm (rootless, ${values.user})`, argv: prun, env });
       } catch (e) {
         console.error(`podman left out: ${(e as Error).message}`);
       }
@@ -113,6 +186,11 @@ async function main(): Promise<void> {
   }
   for (const c of values.cli ?? []) rows.push({ name: c, argv: ['sh', '-c', c] });
 
+  // One unmeasured run each: the rootfs cache, the runtime version cache, the page cache.
+  for (const r of rows) {
+    const m = await wall(r.argv, r.env ?? process.env);
+    if (m.code !== 0) throw new Error(`${r.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
+  }
   const times = new Map<string, number[]>();
   for (let i = 0; i < runs; i++) {
     for (const r of rows) {
@@ -122,14 +200,31 @@ async function main(): Promise<void> {
       n++;
     }
   }
+  const med = (name: string): number | undefined => {
+    const ts = times.get(name);
+    return ts === undefined ? undefined : median(ts);
+  };
   const table = [['command', 'median ms', 'min ms', 'p90 ms']];
   for (const [name, ts] of times) {
     const s = [...ts].sort((a, b) => a - b);
     table.push([name, median(s).toFixed(1), s[0]!.toFixed(1), s[Math.min(s.length - 1, Math.floor(s.length * 0.9))]!.toFixed(1)]);
   }
-  console.log(`container start-up: \`true\` in a busybox bundle, ${runs} runs each (${n} runs)`);
+  console.log(`container start-up: \`true\` in a busybox image, ${runs} runs each (${n} runs), load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   printTable(table);
-  rmSync(work, { recursive: true, force: true });
+  const goal = [['s2n-oci row', 'median ms', 'target: minimal bundle', 'over', 'target: own bundle', 'over']];
+  const nodeMs = med(NODE_ROW)!;
+  for (const r of rows) {
+    const ours = med(r.name);
+    if (ours === undefined || r.floor === undefined) continue;
+    const cells = [r.name, ours.toFixed(1)];
+    for (const f of [med(r.floor.minimal), med(r.floor.own)]) {
+      const target = f === undefined ? undefined : f + nodeMs + 30;
+      cells.push(target === undefined ? '-' : target.toFixed(1), target === undefined ? '-' : (ours - target).toFixed(1));
+    }
+    goal.push(cells);
+  }
+  console.log('\ns2n-oci run against the target of issue 5: bare runtime + node -e 0 + 30 ms (medians; the runtime on the minimal bundle, and on the one s2n-oci generates)');
+  printTable(goal);
 }
 
 main().catch((e: unknown) => {

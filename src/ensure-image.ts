@@ -4,7 +4,7 @@
  */
 import { S2nError, isS2nError } from './errors.js';
 import type { Platform } from './oci/types.js';
-import { pullImage, type PullOptions } from './pull.js';
+import type { PullOptions } from './pull.js';
 import { findImage, type StoredImage } from './store/find.js';
 import type { ContentStore } from './store/store.js';
 
@@ -30,6 +30,8 @@ export interface EnsureImageOptions {
 export async function ensureImage(store: ContentStore, ref: string, o: EnsureImageOptions): Promise<StoredImage> {
   const pull = async (): Promise<StoredImage> => {
     o.notice?.(`pulling ${ref}`);
+    // Imported here: the registry client (undici) costs ~70 ms to load, which a run of a stored image must not pay.
+    const { pullImage } = await import('./pull.js');
     const r = await pullImage(store, ref, {
       ...(o.platform ? { platform: o.platform } : {}),
       ...(o.onEvent ? { onEvent: o.onEvent } : {}),

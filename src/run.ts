@@ -7,23 +7,23 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ensureImage, type PullPolicy } from './ensure-image.js';
-import { S2nError, isS2nError } from './errors.js';
+import { S2nError } from './errors.js';
 import type { Platform } from './oci/types.js';
 import type { PullOptions } from './pull.js';
 import { RootfsCache } from './rootfs/cache.js';
+import { readEtcFiles } from './rootfs/etc.js';
 import { copyRootfs } from './rootfs/writable.js';
 import { cleanupStale } from './runtime/containers.js';
 import { checkExecutable } from './runtime/exec-check.js';
 import { chooseRuntime, probeCgroup, probeHost } from './runtime/host.js';
 import { launchContainer } from './runtime/launch.js';
-import { newContainerId, openStateStore } from './runtime/state.js';
+import { defaultStateRoot, newContainerId, StateStore } from './runtime/state.js';
+import { mark } from './runtime/timing.js';
 import { generateSpec } from './runtime-spec/generate.js';
 import type { RunOptions } from './runtime-spec/options.js';
 import type { Profile } from './runtime-spec/profile.js';
 import { DEFAULT_PATH } from './runtime-spec/process-args.js';
-import type { StoredImage } from './store/find.js';
 import type { ContentStore } from './store/store.js';
-import { resolveInRoot } from './unpack/resolve.js';
 import { detectIdPlan } from './userns/ids.js';
 
 export interface RunIo {
@@ -54,6 +54,8 @@ export interface RunRequest {
 
 /** Runs a container; resolves with the exit status to use (the container's own, 128+N, or 126/127 set on thrown errors). */
 export async function runImage(store: ContentStore, req: RunRequest, io: RunIo): Promise<number> {
+  // S2N_OCI_TIMING=1 prints these: where a warm run spends its time.
+  mark('run modules loaded');
   const env = req.env ?? process.env;
   const image = await ensureImage(store, req.image, {
     pull: req.pull,
@@ -61,25 +63,32 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
     ...(io.onPullEvent ? { onEvent: io.onPullEvent } : {}),
     notice: io.notice,
   });
+  mark('image found');
 
   const { plan, warning } = await detectIdPlan({ env });
   if (warning) io.notice(`warning: ${warning}`);
   const uid = process.geteuid?.() ?? 0;
+  const stateRoot = defaultStateRoot(env, uid);
+  if (stateRoot.warning) io.notice(stateRoot.warning);
   const cgroup = await probeCgroup(uid);
   const runtime = await chooseRuntime({
     ...(req.runtime ? { name: req.runtime } : {}),
     env,
     cgroup,
+    // `runc --version` once per binary, not per run.
+    cacheDir: stateRoot.dir,
     notice: io.notice,
   });
   const host = { ...(await probeHost(runtime, plan, cgroup)), hostname: hostname(), ...(await nofileHard()) };
+  mark('host facts');
 
   const cached = await new RootfsCache(store).ensure(image, {
     plan,
     onWarning: (w) => io.notice(`warning: ${w.message}`),
   });
+  mark('rootfs');
 
-  const state = await openStateStore({ env, warn: io.notice });
+  const state = await StateStore.open(stateRoot.dir);
   await cleanupStale(state);
   const id = newContainerId();
   const name = req.name ?? `s2n-${id.slice(0, 12)}`;
@@ -101,17 +110,19 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
       profile: req.profile,
       host,
       rootfs,
-      etc: await readEtc(rootfs),
+      etc: await readEtcFiles(rootfs),
       files,
       imageRef: req.image,
       id,
     });
+    mark('spec generated');
     for (const w of warnings) io.notice(`warning: ${w}`);
     await writeEtcFiles(files, spec.hostname ?? id.slice(0, 12), req.options.network ?? 'host');
     const args = spec.process?.args ?? [];
     const pathVar = spec.process?.env?.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
     if (args[0] !== undefined) await checkExecutable(rootfs, args[0], pathVar, spec.process?.cwd ?? '/');
     await writeFile(join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`);
+    mark('config written');
     return await launchContainer({
       state,
       runtime,
@@ -137,19 +148,6 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
     if (!(await state.read(id))) await state.remove(id).catch(() => undefined);
     throw e;
   }
-}
-
-/** The rootfs' /etc/passwd and /etc/group, read through resolveInRoot so an image symlink cannot point outside it. */
-async function readEtc(rootfs: string): Promise<{ passwd?: string; group?: string }> {
-  const read = async (name: string): Promise<string | undefined> => {
-    try {
-      return await readFile(await resolveInRoot(rootfs, name), 'utf8');
-    } catch {
-      return undefined;
-    }
-  };
-  const [passwd, group] = await Promise.all([read('/etc/passwd'), read('/etc/group')]);
-  return { ...(passwd !== undefined ? { passwd } : {}), ...(group !== undefined ? { group } : {}) };
 }
 
 /** /etc/hosts, /etc/resolv.conf and /etc/hostname for the container, as podman provides them. */

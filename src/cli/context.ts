@@ -17,7 +17,17 @@ export interface CommandContext {
 
 export function makeContext(cmd: Command): CommandContext {
   const o = cmd.optsWithGlobals<GlobalOptions>();
-  const out: Output = { json: o.json === true, debug: o.debug === true, stdout: process.stdout, stderr: process.stderr };
+  // Getters: process.stdout/stderr are made on first use (a `run` that prints nothing never makes them).
+  const out: Output = {
+    json: o.json === true,
+    debug: o.debug === true,
+    get stdout() {
+      return process.stdout;
+    },
+    get stderr() {
+      return process.stderr;
+    },
+  };
   const storeRoot = o.root ?? defaultStoreRoot();
   let opened: Promise<ContentStore> | undefined;
   return { out, storeRoot, store: () => (opened ??= ContentStore.open(storeRoot)) };

@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-import { CommanderError } from 'commander';
-import { buildProgram } from './commands.js';
+import { buildProgram, commander } from './commands.js';
+import { mark } from '../runtime/timing.js';
 import { EXIT_RUNNER_ERROR } from './output.js';
 
 export async function main(argv: string[]): Promise<void> {
+  mark('main');
   const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    if (e instanceof CommanderError) {
+    if (e instanceof commander.CommanderError) {
       // Help and --version exit 0; usage errors are runner errors, as in docker.
       process.exitCode = e.exitCode === 0 ? 0 : EXIT_RUNNER_ERROR;
       return;
@@ -18,3 +19,4 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 await main(process.argv);
+mark('main done');

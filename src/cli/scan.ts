@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { PullPolicy } from '../ensure-image.js';
+import { parsePullPolicy } from '../ensure-image.js';
 import { parsePlatform } from '../oci/platform.js';
 import { formatReport } from '../s2n/report.js';
 import { scan } from '../s2n/scan.js';
@@ -55,8 +55,7 @@ export function registerScan(program: Command): void {
         // The config file may name the default profile, so it is read before the profile is chosen.
         const config = await readScanConfig(process.env);
         const profile = profileFrom(flags.profile ?? config.profile ?? 'prod');
-        // ensure-image.js loads the registry client; the default policy needs no parsing.
-        const pull: PullPolicy = flags.pull === 'missing' ? 'missing' : (await import('../ensure-image.js')).parsePullPolicy(flags.pull);
+        const pull = parsePullPolicy(flags.pull);
         const store = await ctx.store();
         const empty: RunFlags = { env: flags.env, envFile: [], volume: flags.volume, mount: [], tmpfs: [], capAdd: [], capDrop: [], ulimit: [], securityOpt: [], annotation: [], label: [], pull: flags.pull };
         const options = await runOptionsFrom(empty, []);

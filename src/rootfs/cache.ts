@@ -12,6 +12,9 @@
  * (locks/rootfs-<mode>-<hex>.lock) makes concurrent callers build it once;
  * temp dirs of dead builders are removed on the next build or prune. The
  * build holds a store lease so GC cannot sweep the layers it is reading.
+ *
+ * The unpacker (tar-stream, decompressors) is imported only for a build: a
+ * warm `run` should not pay tens of ms to load it.
  */
 import { lstat, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,7 +27,7 @@ import type { ContentStore } from '../store/store.js';
 import type { UnpackWarning } from '../unpack/apply.js';
 import { sameMappings } from '../userns/ids.js';
 import type { IdMapping, IdPlan, OwnershipMode } from '../userns/types.js';
-import { unpackStoredImage, type UnpackProgress } from './build.js';
+import type { UnpackProgress } from './build.js';
 import { addMountPoints } from './mountpoints.js';
 import { removeTree } from './remove.js';
 
@@ -143,6 +146,7 @@ export class RootfsCache {
     const tmp = join(modeDir, `${TMP_PREFIX}${privateName()}`);
     await mkdir(join(tmp, 'rootfs'), { recursive: true });
     try {
+      const { unpackStoredImage } = await import('./build.js');
       await unpackStoredImage(this.store, image, join(tmp, 'rootfs'), opts);
       await addMountPoints(join(tmp, 'rootfs'));
       const marker: RootfsMarker = {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { runContainer, type PtySpawn } from './run-container.js';
 import { removeContainer, runtimeFor } from './containers.js';
 import type { RuntimeInfo } from './find.js';
+import { mark } from './timing.js';
 import { processStart, type ContainerRecord, type StateStore } from './state.js';
 
 export interface LaunchOptions {
@@ -39,6 +40,7 @@ export interface LaunchOptions {
 export async function launchContainer(o: LaunchOptions): Promise<number> {
   const rm = o.rm ?? !o.detach;
   const dir = o.state.containerDir(o.id);
+  const pidStart = processStart(process.pid);
   const record: ContainerRecord = {
     id: o.id,
     name: o.name,
@@ -47,7 +49,7 @@ export async function launchContainer(o: LaunchOptions): Promise<number> {
     command: o.command,
     ...(o.stopSignal ? { stopSignal: o.stopSignal } : {}),
     pid: process.pid,
-    ...(processStart(process.pid) !== undefined ? { pidStart: processStart(process.pid)! } : {}),
+    ...(pidStart !== undefined ? { pidStart } : {}),
     bundle: o.bundle,
     runtime: o.runtime.name,
     runtimePath: o.runtime.path,
@@ -56,14 +58,17 @@ export async function launchContainer(o: LaunchOptions): Promise<number> {
     ...(o.detach ? { logPath: o.state.logPath(o.id) } : {}),
   };
   await o.state.write(record);
+  mark('record written');
   const runtime = runtimeFor(o.state, record);
   let removed = false;
   const cleanup = async (): Promise<void> => {
     if (o.detach) return;
+    mark('runtime exited');
     if (rm) {
       await removeContainer(o.state, record, { force: true }).catch(() => undefined);
       removed = true;
     }
+    mark('removed');
   };
   try {
     const status = await runContainer({
@@ -87,6 +92,7 @@ export async function launchContainer(o: LaunchOptions): Promise<number> {
       ...(o.notice ? { notice: o.notice } : {}),
       ...(o.ptySpawn ? { ptySpawn: o.ptySpawn } : {}),
       onStarted: (pid) => {
+        mark('container started');
         if (o.detach) {
           // The reaper watches the container from now on.
           record.pid = pid;

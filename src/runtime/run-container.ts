@@ -180,9 +180,10 @@ function fdOr(s: Readable | Writable | undefined, fallback: number): number | 'p
 }
 
 function runPlain(o: RunContainerOptions, exited: { done: boolean; wake?: () => void }): Ended {
-  const stdin = o.stdin ?? (process.stdin as Readable);
+  // process.stdin is made only with -i: creating it costs ~3 ms (net/tty streams).
+  const stdin = o.interactive ? (o.stdin ?? (process.stdin as Readable)) : undefined;
   // A terminal stdin is copied (not inherited): the runtime is in its own process group and would get SIGTTIN reading it.
-  const inFd: number | 'pipe' | 'ignore' = !o.interactive ? 'ignore' : stdin.isTTY ? 'pipe' : fdOr(stdin, 0);
+  const inFd: number | 'pipe' | 'ignore' = stdin === undefined ? 'ignore' : stdin.isTTY ? 'pipe' : fdOr(stdin, 0);
   const stdio: StdioOptions = [inFd, fdOr(o.stdout, 1), fdOr(o.stderr, 2)];
   const child: ChildProcess = o.runtime.run(o.id, o.bundle, {
     stdio,
@@ -191,7 +192,7 @@ function runPlain(o: RunContainerOptions, exited: { done: boolean; wake?: () => 
     log: o.runtimeLog,
     ...(o.env ? { env: o.env } : {}),
   });
-  if (inFd === 'pipe' && child.stdin) {
+  if (inFd === 'pipe' && stdin !== undefined && child.stdin) {
     stdin.pipe(child.stdin);
     child.stdin.on('error', () => {});
   }
@@ -204,7 +205,7 @@ function runPlain(o: RunContainerOptions, exited: { done: boolean; wake?: () => 
     });
     child.once('close', (code, signal) => {
       markDone(exited);
-      if (inFd === 'pipe') stdin.unpipe();
+      if (inFd === 'pipe') stdin?.unpipe();
       res({ code, signal });
     });
   });

@@ -7,7 +7,7 @@
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, mkdtemp, readdir, readFile, rename, rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { PullPolicy } from '../ensure-image.js';
+import { ensureImage, type PullPolicy } from '../ensure-image.js';
 import { S2nError, isS2nError, sysCode } from '../errors.js';
 import { parseReference } from '../oci/reference.js';
 import type { Platform } from '../oci/types.js';
@@ -161,7 +161,7 @@ const isNotInStore = (e: unknown): boolean => isS2nError(e) && (e.code === 'EIMA
  * The scanner image from the store, pulled when the policy says so. Looked up
  * here rather than left to ensureImage, so that a missing `localhost/…`
  * image (built on some host, never pulled: no registry to ask) gets a hint
- * that names `load`, and the pull machinery is loaded only to pull.
+ * that names `load`.
  */
 async function scannerImage(store: ContentStore, choice: ScannerImageChoice, variant: ScannerVariant, req: ScanRequest, io: RunIo): Promise<StoredImage> {
   const isLocal = parseReference(choice.image).registry === 'localhost';
@@ -185,7 +185,6 @@ async function scannerImage(store: ContentStore, choice: ScannerImageChoice, var
       }
     }
   }
-  const { ensureImage } = await import('../ensure-image.js');
   try {
     return await ensureImage(store, choice.image, {
       pull: 'always',

@@ -6,7 +6,9 @@
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushImage } from '../helpers/push.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { writeImageArchive, busyboxImage } from '../helpers/busybox-image.js';
 import { CAN_RUN_AS_USER, cliSandbox, IS_ROOT, runCli, spawnCli, testUser, type CliOptions, type CliResult, type CliSandbox } from '../helpers/cli.js';
 
@@ -253,5 +255,27 @@ describe.skipIf(!IS_ROOT)('run on this hybrid-cgroup host without the shim', () 
     } else {
       expect(r.code).toBe(0);
     }
+  });
+});
+
+describe.skipIf(!IS_ROOT && !CAN_RUN_AS_USER)('run pulls a missing image, as --pull says', () => {
+  let reg: TestRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry();
+    await pushImage(reg, 's2n-test/box', await busyboxImage({ config: { Cmd: ['echo', 'pulled-and-ran'] } }), { tags: ['1'] });
+  }, 60_000);
+  afterAll(async () => reg?.stop());
+
+  it('pulls with the default --pull=missing, and not with --pull=never', async () => {
+    const ref = `${reg.host}/s2n-test/box:1`;
+    const never = await runCli(['run', '--pull', 'never', ref]);
+    expect(never.code).toBe(125);
+    expect(never.stderr).toMatch(/not in the store/);
+    expect(never.stderr).toMatch(/^hint: .*load/m);
+    const r = await runCli(['run', '--runtime', 'runc', ref]);
+    expect(r.stdout, r.stderr).toBe('pulled-and-ran\n');
+    expect(r.stderr).toMatch(/pulling/);
+    const images = await runCli(['images']);
+    expect(images.stdout).toContain(`${reg.host}/s2n-test/box`);
   });
 });
