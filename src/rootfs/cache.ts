@@ -16,12 +16,12 @@
  * The unpacker (tar-stream, decompressors) is imported only for a build: a
  * warm `run` should not pay tens of ms to load it.
  */
-import { lstat, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S2nError, isS2nError, sysCode } from '../errors.js';
 import { parseDigest } from '../oci/digest.js';
 import type { StoredImage } from '../store/find.js';
-import { fsyncDir, isPidAlive, pidOfPrivateName, privateName } from '../store/fsutil.js';
+import { fsyncDir, isPidAlive, pidOfPrivateName, privateName, readdirOrEmpty } from '../store/fsutil.js';
 import { withLock } from '../store/lock.js';
 import type { ContentStore } from '../store/store.js';
 import type { UnpackWarning } from '../unpack/apply.js';
@@ -217,15 +217,6 @@ export class RootfsCache {
       }
     }
     return { removed: [...removed], removedTemp };
-  }
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (e) {
-    if (sysCode(e) === 'ENOENT' || sysCode(e) === 'ENOTDIR') return [];
-    throw e;
   }
 }
 

@@ -1,6 +1,6 @@
 /** Small file-system helpers shared by the store, its locks, leases and GC. */
 import { randomBytes } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { S2nError, sysCode } from '../errors.js';
 
@@ -114,4 +114,14 @@ export function storeIoError(e: unknown, what: string, path: string): unknown {
   if (code === undefined || !hasSyscall || !(code in IO_HINTS)) return e;
   const msg = e instanceof Error ? e.message : String(e);
   return new S2nError('ESTORE', `${what}: ${msg}`, { hint: IO_HINTS[code], cause: e, context: { path, errno: code } });
+}
+
+/** A directory's entries; none when it (or a parent) does not exist. */
+export async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    if (sysCode(e) === 'ENOENT' || sysCode(e) === 'ENOTDIR') return [];
+    throw e;
+  }
 }

@@ -10,13 +10,13 @@
  * add a reference to a blob mid-sweep nor be lost.
  */
 import { existsSync } from 'node:fs';
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S2nError, isS2nError, sysCode } from '../errors.js';
 import { isDigest } from '../oci/digest.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
 import type { Descriptor, Digest } from '../oci/types.js';
-import { isPidAlive, pidOfPrivateName } from './fsutil.js';
+import { isPidAlive, pidOfPrivateName, readdirOrEmpty } from './fsutil.js';
 import { waitForLeases, type LeaseEntry } from './lease.js';
 import { cleanLockDir, withLock } from './lock.js';
 import type { ContentStore } from './store.js';
@@ -104,15 +104,6 @@ export async function markReachable(store: ContentStore, roots: Descriptor[], ma
     }
   }
   return { reachable, missing, unreadable };
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (e) {
-    if (sysCode(e) === 'ENOENT' || sysCode(e) === 'ENOTDIR') return [];
-    throw e;
-  }
 }
 
 async function removeFile(path: string, dryRun: boolean): Promise<boolean> {

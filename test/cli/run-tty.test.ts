@@ -4,9 +4,9 @@
  * window size and its changes, and Ctrl-C reaches it.
  */
 import { chmodSync } from 'node:fs';
-import { spawn as ptySpawn } from 'node-pty';
 import { describe, expect, it } from 'vitest';
 import { busyboxImage, writeImageArchive } from '../helpers/busybox-image.js';
+import { runTerminalScenario, TERMINAL_SCRIPT } from '../helpers/pty.js';
 import { CAN_RUN_AS_USER, CLI_PATH, cliSandbox, IS_ROOT, runCli, testUser } from '../helpers/cli.js';
 
 const BOX = 'localhost/s2n-test/tty-box:1';
@@ -17,14 +17,6 @@ const MODES = [
   { label: 'crun as the unprivileged test user (cgroup2 shim)', runtime: 'crun', user: true, skip: !CAN_RUN_AS_USER },
 ] as const;
 
-async function waitFor(read: () => string, re: RegExp, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!re.test(read())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${re}; got ${JSON.stringify(read())}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 for (const m of MODES) {
   describe.skipIf(m.skip)(`run -it with ${m.label}`, () => {
     it('gives the container a terminal of our size, forwards a resize and Ctrl-C', async () => {
@@ -34,31 +26,16 @@ for (const m of MODES) {
       const load = await runCli(['load', '-i', archive], { sandbox: sb, ...(m.user ? { as: 'user' as const } : {}) });
       expect(load.code, load.stderr).toBe(0);
 
-      const script = 'tty; read x; stty size; echo ready; trap "stty size; echo got INT; exit 7" INT; while :; do sleep 0.1; done';
-      let argv = [process.execPath, CLI_PATH, 'run', '--runtime', m.runtime, '-it', BOX, 'sh', '-c', script];
+      let argv = [process.execPath, CLI_PATH, 'run', '--runtime', m.runtime, '-it', BOX, 'sh', '-c', TERMINAL_SCRIPT];
       const u = testUser();
       if (m.user && u) argv = ['setpriv', '--reuid', String(u.uid), '--regid', String(u.gid), '--init-groups', '--', ...argv];
       if (m.runtime === 'crun') argv = ['unshare', '-m', 'sh', '-c', SHIM, 'sh', ...argv];
       const env = { ...sb.env, TERM: 'xterm', ...(m.user && u ? { USER: u.name } : {}) };
-      const term = ptySpawn(argv[0]!, argv.slice(1), { cols: 80, rows: 24, cwd: sb.dir, env });
-      let out = '';
-      term.onData((d) => (out += d));
-      const exited = new Promise<number>((r) => term.onExit((e) => r(e.exitCode)));
-      try {
-        await waitFor(() => out, /\/dev\/pts\/\d+/);
-        term.write('go\r');
-        await waitFor(() => out, /ready/);
-        term.resize(100, 40);
-        await new Promise((r) => setTimeout(r, 500));
-        term.write('\x03');
-        expect(await exited, out).toBe(7);
-      } finally {
-        term.kill('SIGKILL');
-      }
-      const lines = out.replace(/\r/g, '').split('\n');
-      expect(lines, out).toContain('24 80');
-      expect(out, out).toMatch(/40 100/);
-      expect(out).toContain('got INT');
+      const r = await runTerminalScenario(argv, { cwd: sb.dir, env });
+      expect(r.code, r.out).toBe(7);
+      expect(r.lines, r.out).toContain('24 80');
+      expect(r.out).toMatch(/40 100/);
+      expect(r.out).toContain('got INT');
       const ps = await runCli(['ps', '-a'], { sandbox: sb, ...(m.user ? { as: 'user' as const } : {}) });
       expect(ps.stdout.trim().split('\n')).toHaveLength(1);
     });

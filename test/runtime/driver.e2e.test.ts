@@ -7,9 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn as ptySpawn } from 'node-pty';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { CAN_RUN_AS_USER, cliSandbox, IS_ROOT, REPO_ROOT, runCli, spawnCli, testUser, type CliOptions } from '../helpers/cli.js';
+import { runTerminalScenario, TERMINAL_SCRIPT } from '../helpers/pty.js';
 import { removeDir } from '../helpers/tmp.js';
 import { buildBusyboxRootfs, busyboxConfig, HAVE_BUSYBOX, type ConfigOptions } from './fixture.js';
 
@@ -189,7 +189,7 @@ for (const m of MODES) {
       await drive(m, config(m, { args: ['true'] }));
       const cfg = config(m, {
         terminal: true,
-        args: ['sh', '-c', 'tty; read x; stty size; echo ready; trap "stty size; echo got INT; exit 7" INT; while :; do sleep 0.1; done'],
+        args: ['sh', '-c', TERMINAL_SCRIPT],
       });
       const u = testUser()!;
       let argv = [process.execPath, DRIVE, '--config', cfg, '--runtime', m.runtime, '-t', '-i'];
@@ -197,27 +197,12 @@ for (const m of MODES) {
       if (m.runtime === 'crun') argv = ['unshare', '-m', 'sh', '-c', SHIM, 'sh', ...argv];
       const sb = cliSandbox();
       const env = { ...sb.env, TERM: 'xterm', ...(m.user ? { USER: u.name } : { S2N_OCI_STATE: join(sb.dir, 'state') }) };
-      const term = ptySpawn(argv[0]!, argv.slice(1), { cols: 80, rows: 24, cwd: sb.dir, env });
-      let out = '';
-      term.onData((d) => (out += d));
-      const exited = new Promise<number>((r) => term.onExit((e) => r(e.exitCode)));
-      try {
-        await waitFor(() => out, /\/dev\/pts\/\d+/);
-        term.write('go\r');
-        await waitFor(() => out, /ready/);
-        term.resize(100, 40);
-        await new Promise((r) => setTimeout(r, 500));
-        term.write('\x03');
-        expect(await exited).toBe(7);
-      } finally {
-        term.kill('SIGKILL');
-      }
-      // Each terminal layer turns \n into \r\n.
-      const lines = out.replace(/\r/g, '').split('\n');
+      const r = await runTerminalScenario(argv, { cwd: sb.dir, env });
+      expect(r.code, r.out).toBe(7);
       // The container's terminal echoes Ctrl-C as ^C before the trap's output.
-      expect(lines, out).toContain('24 80');
-      expect(lines, out).toContain('^C40 100');
-      expect(out).toContain('got INT');
+      expect(r.lines, r.out).toContain('24 80');
+      expect(r.lines, r.out).toContain('^C40 100');
+      expect(r.out).toContain('got INT');
       expect(leftovers(m)).toEqual({ records: [], runtime: [] });
     });
   });
