@@ -2,7 +2,8 @@
  * Runs the demo scanner's runner.py with the host's python3 (from the source
  * tree: runner.py finds s2n_sdk next to it) in a clean environment.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { runProcess, type ProcessResult } from '../helpers/process.js';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../helpers/cli.js';
 
@@ -15,28 +16,11 @@ export const HOST_PYTHON: string | undefined = (() => {
   return r.status === 0 && r.stdout.trim() === 'True' ? 'python3' : undefined;
 })();
 
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type RunResult = ProcessResult;
 
 /** `python3 runner.py ...args` with only PATH, HOME and `env` set. */
 export function runScanner(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(HOST_PYTHON ?? 'python3', [RUNNER, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', PYTHONDONTWRITEBYTECODE: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
+  return runProcess(HOST_PYTHON ?? 'python3', [RUNNER, ...args], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', PYTHONDONTWRITEBYTECODE: '1', ...env },
   });
 }

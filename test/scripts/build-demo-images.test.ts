@@ -6,7 +6,7 @@
  * loaded layers unpacked into a rootfs where the image's own python3 scans
  * the demo target as uid 1000 (chroot; needs root).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -25,6 +25,7 @@ import {
   scannerEnv,
   type ScanReport,
 } from '../../src/s2n/scanner-contract.js';
+import { runProcess } from '../helpers/process.js';
 import { CAN_RUN_AS_USER, cliSandbox, IS_ROOT, REPO_ROOT, runCli, tempDir } from '../helpers/cli.js';
 
 const SCRIPT = join(REPO_ROOT, 'dist', 'scripts', 'build-demo-images.js');
@@ -40,15 +41,7 @@ interface ScriptRun {
 }
 
 function runScript(args: string[], env: Record<string, string | undefined> = {}): Promise<ScriptRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SCRIPT, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess(process.execPath, [SCRIPT, ...args], { env: { ...process.env, ...env }, timeoutMs: 600_000 });
 }
 
 /** The files of an oci-archive, by name. */
@@ -93,19 +86,7 @@ async function openArchive(path: string): Promise<Archive> {
 
 /** chroot without blocking the event loop (the demo target answers from this process). */
 function chroot(args: string[], env: Record<string, string>): Promise<ScriptRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/sbin/chroot', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runProcess('/usr/sbin/chroot', args, { env });
 }
 
 let out: string;
