@@ -28,9 +28,16 @@ export async function collectGarbage(store: ContentStore, out: Output, opts: GcO
 export async function removeRootfsCaches(store: ContentStore, out: Output, digests: readonly string[]): Promise<string[]> {
   if (digests.length === 0) return [];
   const { RootfsCache } = await import('../rootfs/cache.js');
+  const { imagesInUse } = await import('../runtime/in-use.js');
   const cache = new RootfsCache(store);
+  const inUse = await imagesInUse();
   const removed: string[] = [];
   for (const d of digests) {
+    const user = inUse.get(d);
+    if (user !== undefined) {
+      warn(out, `the rootfs of ${d} stays while container ${user} uses it; \`s2n-oci prune\` removes it once that container is gone`);
+      continue;
+    }
     try {
       if ((await cache.remove(d)) > 0) removed.push(d);
     } catch (e) {
@@ -54,7 +61,9 @@ export function registerPrune(program: Command): void {
         if (!r) return;
         // Rootfs caches of manifests no name points at, and temp dirs of killed unpacks.
         const { RootfsCache } = await import('../rootfs/cache.js');
-        const keep = new Set((await store.list()).map((e) => e.descriptor.digest));
+        // …except those of images a container still runs on.
+        const { imagesInUse } = await import('../runtime/in-use.js');
+        const keep = new Set([...(await store.list()).map((e) => e.descriptor.digest), ...(await imagesInUse()).keys()]);
         const rootfs = await new RootfsCache(store).prune(keep, { dryRun: flags.dryRun === true });
         if (ctx.out.json) return result(ctx.out, JSON.stringify({ ...r, removedRootfs: rootfs.removed, removedRootfsTemp: rootfs.removedTemp }));
         for (const d of rootfs.removed) result(ctx.out, `${flags.dryRun ? 'would remove' : 'removed'} rootfs of ${d}`);

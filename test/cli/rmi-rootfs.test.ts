@@ -66,3 +66,32 @@ for (const c of cases) {
     });
   });
 }
+
+describe.skipIf(!IS_ROOT)('rmi keeps a rootfs a container still runs on', () => {
+  it('warns and keeps it; prune removes it once the container is gone', async () => {
+    const { busyboxImage, writeImageArchive } = await import('../helpers/busybox-image.js');
+    const { spawnCli } = await import('../helpers/cli.js');
+    const sb = cliSandbox();
+    const ref = 'localhost/s2n-test/in-use:1';
+    const archive = await writeImageArchive(sb.dir, await busyboxImage(), ref);
+    expect((await runCli(['load', '-q', '-i', archive])).code).toBe(0);
+    const child = spawnCli(['run', '--runtime', 'runc', '-i', '--name', 'user-of-rootfs', ref, 'sh', '-c', 'echo ready; read x; cat /etc/group >/dev/null && echo still-there']);
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 50));
+    const modeDir = join(sb.root, 'rootfs', 'root');
+    const [entry] = await readdir(modeDir);
+    const rmi = await runCli(['rmi', '--json', ref]);
+    expect(rmi.code).toBe(0);
+    expect(rmi.stderr).toMatch(/container user-of-rootfs uses it/);
+    expect(JSON.parse(rmi.stdout)).toMatchObject({ removedRootfs: [] });
+    expect(existsSync(join(modeDir, entry!, 'rootfs', 'etc', 'group'))).toBe(true);
+    child.stdin?.end('go\n');
+    expect(await exited).toBe(0);
+    expect(out).toContain('still-there');
+    const pruned = await runCli(['prune', '--json']);
+    expect(JSON.parse(pruned.stdout).removedRootfs).toHaveLength(1);
+    expect(existsSync(join(modeDir, entry!))).toBe(false);
+  });
+});
