@@ -70,6 +70,7 @@ export interface ApplyLayerResult {
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
+const S_ISGID = 0o2000;
 
 interface DeferredDir {
   abs: string;
@@ -132,8 +133,15 @@ class LayerApplier {
    * such a resolution stale (a symlink put in its place goes through a
    * removal first), so every removal of a directory clears the cache.
    */
-  private readonly parents = new Map<string, string[]>();
+  private readonly parents = new Map<string, ParentDir>();
   private readonly asRoot = process.getuid?.() === 0;
+  /**
+   * Who owns a file we create, and the permission bits open() can set by
+   * itself: when an entry asks for exactly that, the fchown/fchmod pair (a
+   * third of the syscalls of a small file) is skipped.
+   */
+  private readonly self: [number, number] = [process.geteuid?.() ?? -1, process.getegid?.() ?? -1];
+  private readonly umask = currentUmask();
   skipped = 0;
   /** Set when entry() read the body to its end. */
   bodyConsumed = false;
@@ -160,33 +168,77 @@ class LayerApplier {
   }
 
   /** The resolved parent of an entry, every component made an existing real directory. */
-  private async parentOf(parts: readonly string[], entry: string): Promise<string[]> {
+  private parentOf(parts: readonly string[], entry: string): ParentDir {
     const name = parts.slice(0, -1).join('/');
     const hit = this.parents.get(name);
     if (hit !== undefined) return hit;
-    const resolved = resolveComponentsSync(this.root, parts.slice(0, -1), entry);
-    this.ensureDirs(resolved, entry);
-    this.parents.set(name, resolved);
-    return resolved;
+    const dir = this.extendParent(parts) ?? this.resolveParent(parts, entry);
+    this.parents.set(name, dir);
+    return dir;
   }
 
-  /** Make every component of `parts` an existing real directory. */
-  private ensureDirs(parts: readonly string[], entry: string): void {
+  /**
+   * The usual miss: the grandparent is cached (an existing real directory,
+   * no symlink in it), so only the last component needs a look. A symlink
+   * or anything else unusual falls back to the full resolution.
+   */
+  private extendParent(parts: readonly string[]): ParentDir | undefined {
+    if (parts.length < 2) return undefined;
+    const up = this.parents.get(parts.slice(0, -2).join('/'));
+    const c = parts[parts.length - 2]!;
+    if (up === undefined) return undefined;
+    const key = up.parts.length === 0 ? c : `${up.parts.join('/')}/${c}`;
+    const st = lstatSync(this.abs(key), { throwIfNoEntry: false });
+    if (st === undefined || !st.isDirectory()) return undefined;
+    this.writable(this.abs(key), st.mode);
+    return { parts: [...up.parts, c], ownGroup: this.ownGroup(st) };
+  }
+
+  private resolveParent(parts: readonly string[], entry: string): ParentDir {
+    const resolved = resolveComponentsSync(this.root, parts.slice(0, -1), entry);
+    return { parts: resolved, ownGroup: this.ensureDirs(resolved, entry) };
+  }
+
+  /** Make every component of `parts` an existing real directory. Returns ParentDir.ownGroup of the last one. */
+  private ensureDirs(parts: readonly string[], entry: string): boolean {
     let key = '';
+    let ownGroup = false;
     for (let i = 0; i <= parts.length; i++) {
       if (i > 0) key = i === 1 ? parts[0]! : `${key}/${parts[i - 1]!}`;
       const p = this.abs(key);
       const st = lstatSync(p, { throwIfNoEntry: false });
       if (st === undefined) {
         mkdirSync(p, { mode: 0o755 });
+        ownGroup = false; // its group and setgid bit may come from its parent: not worth a look
         continue;
       }
       if (!st.isDirectory()) throw malformed(`entry "${entry}": parent ${key} is not a directory`, { entry });
-      if (!this.asRoot && (st.mode & 0o300) !== 0o300 && !this.restore.has(p)) {
-        this.restore.set(p, st.mode & 0o7777);
-        chmodSync(p, (st.mode & 0o7777) | 0o700);
-      }
+      ownGroup = this.ownGroup(st);
+      this.writable(p, st.mode);
     }
+    return ownGroup;
+  }
+
+  /** As a user, a parent directory of a lower layer without owner write/search bits gets them for the layer (restored in finish). */
+  private writable(p: string, mode: number): void {
+    if (!this.asRoot && (mode & 0o300) !== 0o300 && !this.restore.has(p)) {
+      this.restore.set(p, mode & 0o7777);
+      chmodSync(p, (mode & 0o7777) | 0o700);
+    }
+  }
+
+  /** See ParentDir.ownGroup. */
+  private ownGroup(st: { mode: number; gid: number }): boolean {
+    return (st.mode & S_ISGID) === 0 && st.gid === this.self[1];
+  }
+
+  /**
+   * chown is a no-op when the entry's owner is who creates the file and the
+   * new file got that group too; its other effect, clearing setuid/setgid
+   * bits, does not matter since the mode is set after it.
+   */
+  private needsChown(uidgid: [number, number], parent: ParentDir): boolean {
+    return this.opts.ownership === 'real' && (!parent.ownGroup || uidgid[0] !== this.self[0] || uidgid[1] !== this.self[1]);
   }
 
   /** Remove a whole tree (a directory of a lower layer). */
@@ -273,31 +325,38 @@ class LayerApplier {
       this.dirs.push({ abs: this.root, mode: header.mode ?? 0o755, mtime: mtimeOf(header) });
       return;
     }
-    const parentParts = await this.parentOf(parts, name);
-    const parentKey = parentParts.join('/');
+    const parent = this.parentOf(parts, name);
+    const parentKey = parent.parts.join('/');
     const key = parentKey === '' ? base : `${parentKey}/${base}`;
     const abs = this.abs(key);
 
     switch (type) {
       case 'directory': {
+        let fresh = true;
         try {
           mkdirSync(abs, { mode: 0o700 });
         } catch (e) {
           if (sysCode(e) !== 'EEXIST') throw e;
-          if (!(await this.clear(abs, true))) mkdirSync(abs, { mode: 0o700 });
+          fresh = !(await this.clear(abs, true));
+          if (fresh) mkdirSync(abs, { mode: 0o700 });
         }
-        this.meta(abs, header);
+        const ids = owner(header);
+        if (!fresh || this.needsChown(ids, parent)) this.meta(abs, header);
         this.dirs.push({ abs, mode: header.mode ?? 0o755, mtime: mtimeOf(header) });
         break;
       }
       case 'file':
       case 'contiguous-file': {
-        const fd = await this.replace(abs, () => openSync(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600));
+        const mode = (header.mode ?? 0o644) & 0o7777;
+        // open() sets plain permission bits itself when the umask keeps them; setuid/setgid/sticky wait for fchmod, after chown.
+        const direct = (mode & 0o7000) === 0 && (mode & this.umask) === 0;
+        const fd = await this.replace(abs, () => openSync(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, direct ? mode : 0o600));
         try {
           for await (const chunk of body as AsyncIterable<Buffer>) writeAll(fd, chunk);
           this.bodyConsumed = true;
-          if (this.opts.ownership === 'real') fchownSync(fd, ...owner(header));
-          fchmodSync(fd, (header.mode ?? 0o644) & 0o7777); // after chown, which clears setuid/setgid
+          const ids = owner(header);
+          if (this.needsChown(ids, parent)) fchownSync(fd, ...ids);
+          if (!direct) fchmodSync(fd, mode); // after chown, which clears setuid/setgid
           const t = mtimeOf(header);
           futimesSync(fd, t, t);
         } finally {
@@ -370,6 +429,28 @@ class LayerApplier {
       chmodSync(d.abs, d.mode & 0o7777);
       lutimesSync(d.abs, d.mtime, d.mtime);
     }
+  }
+}
+
+interface ParentDir {
+  /** Resolved components, relative to the root: each an existing real directory. */
+  parts: string[];
+  /**
+   * Files created in it surely get the creator's group: it is not setgid and
+   * its own group is the creator's (so a `grpid` mount, where files always
+   * take the directory's group, gives the same).
+   */
+  ownGroup: boolean;
+}
+
+/** The process umask, read without changing it for long (process.umask() with no argument is deprecated). */
+function currentUmask(): number {
+  try {
+    const m = process.umask(0o022);
+    process.umask(m);
+    return m;
+  } catch {
+    return 0o777; // a worker thread cannot ask: always fchmod
   }
 }
 

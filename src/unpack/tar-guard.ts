@@ -91,6 +91,8 @@ function paxSize(data: Buffer): string | undefined {
   return size;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
 
 export class TarGuard extends Transform {
@@ -124,45 +126,77 @@ export class TarGuard extends Transform {
       cb();
       return;
     }
-    this.pending.push(chunk);
-    this.pendingLen += chunk.length;
-    if (this.pendingLen < BLOCK) {
-      cb();
-      return;
-    }
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    const whole = all.length - (all.length % BLOCK);
-    const rest = all.subarray(whole);
-    this.pending = rest.length ? [Buffer.from(rest)] : [];
-    this.pendingLen = rest.length;
     const out: Buffer[] = [];
     try {
-      let runStart = 0;
-      for (let off = 0; off < whole; off += BLOCK) {
-        const block = all.subarray(off, off + BLOCK);
-        const forward = this.block(block);
-        if (!forward) {
-          if (off > runStart) out.push(all.subarray(runStart, off));
-          runStart = off + BLOCK;
+      let data = chunk;
+      if (this.pendingLen > 0) {
+        // Complete the partial block left by the last chunk; the chunk itself is then framed in place (no copy).
+        const need = BLOCK - this.pendingLen;
+        if (chunk.length < need) {
+          this.pending.push(chunk);
+          this.pendingLen += chunk.length;
+          cb();
+          return;
         }
+        const first = Buffer.concat([...this.pending, chunk.subarray(0, need)]);
+        this.pending = [];
+        this.pendingLen = 0;
+        this.scan(first, out);
+        data = chunk.subarray(need);
         if (this.ended) {
-          // Everything after the marker is hashed (above) but never parsed.
-          if (off + BLOCK > runStart) out.push(all.subarray(runStart, off + BLOCK));
-          runStart = whole;
-          const after = all.subarray(off + BLOCK);
-          if (after.some((x) => x !== 0)) this.trailingData = true;
-          this.pending = [];
-          this.pendingLen = 0;
-          break;
+          if (data.some((x) => x !== 0)) this.trailingData = true;
+          data = EMPTY;
         }
       }
-      if (!this.ended && whole > runStart) out.push(all.subarray(runStart, whole));
+      const rest = this.scan(data, out);
+      if (rest.length > 0) {
+        this.pending = [Buffer.from(rest)];
+        this.pendingLen = rest.length;
+      }
     } catch (e) {
       cb(e as Error);
       return;
     }
     for (const b of out) this.push(b);
     cb();
+  }
+
+  /**
+   * Frames the whole blocks of `all`, adding to `out` the runs tar-stream
+   * gets; returns the partial block left at its end (nothing once the
+   * end-of-archive marker was met: what follows it is only checked for
+   * non-zero bytes, never parsed).
+   */
+  private scan(all: Buffer, out: Buffer[]): Buffer {
+    const whole = all.length - (all.length % BLOCK);
+    let runStart = 0;
+    let off = 0;
+    while (off < whole) {
+      if (this.dataBlocks > 0 && this.meta === undefined) {
+        // An entry's data: counted in bulk, never looked at (dropped after a PAX global header).
+        const n = Math.min(this.dataBlocks, (whole - off) / BLOCK);
+        this.dataBlocks -= n;
+        this.offset += n * BLOCK;
+        if (this.dropData) {
+          if (off > runStart) out.push(all.subarray(runStart, off));
+          runStart = off + n * BLOCK;
+        }
+        off += n * BLOCK;
+        continue;
+      }
+      if (!this.block(all.subarray(off, off + BLOCK))) {
+        if (off > runStart) out.push(all.subarray(runStart, off));
+        runStart = off + BLOCK;
+      }
+      off += BLOCK;
+      if (this.ended) {
+        if (off > runStart) out.push(all.subarray(runStart, off));
+        if (all.subarray(off).some((x) => x !== 0)) this.trailingData = true;
+        return EMPTY;
+      }
+    }
+    if (whole > runStart) out.push(all.subarray(runStart, whole));
+    return all.subarray(whole);
   }
 
   override _flush(cb: TransformCallback): void {

@@ -1,14 +1,14 @@
 /** Layer semantics: whiteouts, opaque dirs, links, modes, ownership, mtimes, compression, diff_id, tar-stream guards. */
 import { existsSync } from 'node:fs';
-import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { unpackImage } from '../../src/unpack/index.js';
+import { applyLayer, unpackImage } from '../../src/unpack/index.js';
 import { buildTar, dir, file, hardlink, opaqueWhiteout, sha256, symlink, whiteout, type LayerEntry } from '../helpers/images.js';
 import { removeDir } from '../helpers/tmp.js';
-import { apply, applyAll, END, makeEnv, padBlock, paxRecords, rawHeader, withoutEnd, type Env } from './util.js';
+import { apply, applyAll, END, makeEnv, outside, padBlock, paxRecords, rawHeader, withoutEnd, type Env } from './util.js';
 
 let env: Env;
 beforeEach(async () => {
@@ -19,6 +19,11 @@ afterEach(async () => {
 });
 
 const r = (p: string): string => join(env.root, p);
+const freshRoot = async (): Promise<string> => {
+  const d = join(env.base, `root-${Math.random().toString(36).slice(2)}`);
+  await mkdir(d);
+  return d;
+};
 const ls = async (p: string): Promise<string[]> => (await readdir(r(p))).sort();
 const text = (p: string): Promise<string> => readFile(r(p), 'utf8');
 const lower: LayerEntry[] = [dir('a'), file('a/x', 'x'), file('a/y', 'y'), dir('a/sub'), file('a/sub/z', 'z'), file('b', 'b')];
@@ -88,6 +93,37 @@ describe('entries', () => {
     expect((await stat(r('su'))).mode & 0o7777).toBe(0o4755);
     expect((await stat(r('sg'))).mode & 0o7777).toBe(0o2711);
     expect((await stat(r('t'))).mode & 0o7777).toBe(0o1777);
+  });
+
+  it('file modes are exact whether open() can set them (umask) or fchmod must', async () => {
+    const modes = [0o644, 0o755, 0o600, 0o400, 0o666, 0o777, 0o664, 0o4755, 0o1755];
+    const me = { uid: process.geteuid!(), gid: process.getegid!() };
+    await apply(env, modes.map((m) => file(`m${m.toString(8)}`, 'x', { mode: m, ...me })));
+    for (const m of modes) expect((await stat(r(`m${m.toString(8)}`))).mode & 0o7777).toBe(m);
+  });
+
+  it("the unpacker's own uid/gid is kept in a setgid directory of a lower layer (no group inherited)", async () => {
+    const me = { uid: process.geteuid!(), gid: process.getegid!() };
+    const other = me.gid === 50 ? 51 : 50;
+    await applyAll(env, [
+      [dir('sg', { mode: 0o2775, uid: me.uid, gid: other })],
+      [file('sg/f', 'x', me), dir('sg/d', me), file('sg/d/g', 'x', me), file('plain', 'x', me)],
+    ]);
+    expect((await stat(r('sg'))).gid).toBe(other);
+    for (const p of ['sg/f', 'sg/d', 'sg/d/g', 'plain']) expect(await stat(r(p))).toMatchObject(me);
+  });
+
+  it('a symlinked parent met after its siblings (parent cache warm) is still resolved inside the root', async () => {
+    const before = await outside(env);
+    await applyAll(env, [
+      [dir('a'), dir('a/b'), symlink('a/l', 'b'), symlink('a/up', '../../../..')],
+      [dir('a'), file('a/x', 'x'), file('a/l/f', 'f'), file('a/up/g', 'g'), dir('a/b/c'), file('a/l/c/h', 'h')],
+    ]);
+    expect(await text('a/b/f')).toBe('f');
+    expect(await text('g')).toBe('g');
+    expect(await text('a/b/c/h')).toBe('h');
+    expect((await lstat(r('a/l'))).isSymbolicLink()).toBe(true);
+    expect(await outside(env)).toEqual(before);
   });
 
   it("ownership 'real' chowns files, dirs and symlinks; 'none' does not", async () => {
@@ -202,6 +238,39 @@ describe('tar-stream guards', () => {
     expect(await ls('')).toEqual(['a']);
     expect(res.diffId).toBe(sha256(t));
     expect(env.warnings.map((w) => w.kind)).toContain('trailing-data');
+  });
+
+  it.each([1, 7, 300, 511, 512, 513, 1500, 4099])('guard: framing does not depend on chunk boundaries (%i-byte chunks)', async (size) => {
+    const g = paxRecords({ path: 'evil' });
+    const body = Buffer.alloc(3000, 'y');
+    const t = Buffer.concat([
+      rawHeader({ name: 'pax_global_header', typeflag: 'g', size: g.length }),
+      padBlock(g),
+      withoutEnd(await buildTar([file('a', 'a'), file('big', body, { pax: { comment: 'c'.repeat(700) } }), dir('d'), file('d/e', 'e')])),
+      END,
+      await buildTar([file('after', 'x')]),
+    ]);
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < t.length; i += size) chunks.push(t.subarray(i, i + size));
+    const warnings: string[] = [];
+    const res = await applyLayer(env.root, Readable.from(chunks), { ownership: 'real', diffId: sha256(t), onWarning: (w) => warnings.push(w.kind) });
+    expect(res).toMatchObject({ diffId: sha256(t), size: t.length, entries: 4 });
+    expect(await ls('')).toEqual(['a', 'big', 'd']);
+    expect((await readFile(r('big'))).equals(body)).toBe(true);
+    expect(await text('d/e')).toBe('e');
+    expect(warnings.sort()).toEqual(['pax-global', 'trailing-data']);
+    // One stray byte right after the marker, wherever the chunk boundary falls.
+    const t2 = Buffer.concat([await buildTar([file('z', 'z')]), Buffer.from('Z')]);
+    const w2: string[] = [];
+    const c2: Buffer[] = [];
+    for (let i = 0; i < t2.length; i += size) c2.push(t2.subarray(i, i + size));
+    await applyLayer(await freshRoot(), Readable.from(c2), { ownership: 'real', onWarning: (w) => w2.push(w.kind) });
+    expect(w2).toEqual(['trailing-data']);
+    // Truncated anywhere inside the data: refused, whatever the chunking.
+    const cut = t.subarray(0, 512 * 4 + 100);
+    const parts: Buffer[] = [];
+    for (let i = 0; i < cut.length; i += size) parts.push(cut.subarray(i, i + size));
+    await expect(applyLayer(await freshRoot(), Readable.from(parts), { ownership: 'real' })).rejects.toMatchObject({ code: 'EARCHIVE' });
   });
 
   it('guard: a header after a single zero block is refused', async () => {
