@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { cliSandbox, runCli, tempDir, type CliResult } from '../helpers/cli.js';
+import { cliSandbox, expectRunnerError, runCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { dockerSaveArchive, dockerSaveEntries, ociArchive, rawLayer, tarBytes, writeOciLayout, type RawTarEntry } from '../helpers/archives.js';
 import { buildImage, buildIndex, dir, file, smallImage, type TestImage } from '../helpers/images.js';
 
@@ -60,15 +60,7 @@ function save(bytes: Buffer, name = 'image.tar'): string {
   return p;
 }
 
-function expectCleanFailure(r: CliResult, message: RegExp): void {
-  expect(r.code, r.stderr).toBe(125);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.trimEnd().split('\n');
-  expect(lines, r.stderr).toHaveLength(2);
-  expect(lines[0]).toMatch(/^Error: /);
-  expect(lines[0]).toMatch(message);
-  expect(lines[1]).toMatch(/^hint: /);
-}
+const expectCleanFailure = (r: CliResult, message: RegExp): void => void expectRunnerError(r, message);
 
 /** An OCI layout holding `img` as `latest`, in a temp dir. */
 async function layoutOf(img: TestImage): Promise<string> {

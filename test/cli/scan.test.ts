@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoTarget, type DemoTarget } from '../../src/s2n/demo-target.js';
 import { DEMO_IMAGE_DEV, DEMO_IMAGE_PROD } from '../../src/s2n/scanner-contract.js';
-import { CAN_RUN_AS_USER, cliSandbox, IS_ROOT, repoPath, runCli, testUser, type CliOptions, type CliResult, type CliSandbox } from '../helpers/cli.js';
+import { CAN_RUN_AS_USER, cliSandbox, expectRunnerError, IS_ROOT, repoPath, runCli, testUser, type CliOptions, type CliResult, type CliSandbox } from '../helpers/cli.js';
 import { demoArchives, type DemoArchives } from '../helpers/demo-archives.js';
 import { freePort, REGISTRY_BIN, startRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -284,14 +284,7 @@ for (const c of CONFIGS) {
 
     describe('refuses before anything starts (exit 125, one line and a hint)', () => {
       const expectRefused = (r: CliResult, message: RegExp, hint: RegExp, resultsDir: string): void => {
-        expect(r.code, r.stderr).toBe(125);
-        expect(r.stdout).toBe('');
-        const lines = r.stderr.trimEnd().split('\n');
-        expect(lines, r.stderr).toHaveLength(2);
-        expect(lines[0]).toMatch(/^Error: /);
-        expect(lines[0]).toMatch(message);
-        expect(lines[1]).toMatch(/^hint: /);
-        expect(lines[1]).toMatch(hint);
+        expectRunnerError(r, message, hint);
         expect(existsSync(resultsDir)).toBe(false);
       };
 

@@ -275,3 +275,21 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
 export function repoPath(...parts: string[]): string {
   return resolve(REPO_ROOT, ...parts);
 }
+
+/**
+ * A runner error as users see it: exit 125, nothing on stdout, and stderr
+ * exactly one `Error: ` line matching `message` then one `hint: ` line
+ * (matching `hint` when given). Returns the two lines.
+ */
+export function expectRunnerError(r: CliResult, message: RegExp, hint?: RegExp): { error: string; hint: string } {
+  expect(r.code, r.stderr).toBe(125);
+  expect(r.stdout).toBe('');
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines, r.stderr).toHaveLength(2);
+  const [error = '', hintLine = ''] = lines;
+  expect(error).toMatch(/^Error: /);
+  expect(error).toMatch(message);
+  expect(hintLine).toMatch(/^hint: /);
+  if (hint) expect(hintLine).toMatch(hint);
+  return { error, hint: hintLine };
+}

@@ -333,7 +333,8 @@ export async function* randomChunks(size: number, seed: string | number, chunkSi
   }
 }
 
-class HashTap extends Transform {
+/** Passes bytes through, counting them and hashing them with sha256. */
+export class HashTap extends Transform {
   readonly hash: Hash = createHash('sha256');
   bytes = 0;
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {

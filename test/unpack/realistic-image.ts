@@ -11,15 +11,16 @@
  *
  * No vitest import: the benchmark uses it too.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar-stream';
+import { HashTap } from '../helpers/images.js';
 
 export const HOST_TREES = ['/usr/share/perl', '/usr/lib/python3', '/usr/lib/python3.11'];
 
@@ -39,15 +40,6 @@ interface Entry {
 
 const MTIME = new Date('2024-01-01T00:00:00Z');
 
-class HashTap extends Transform {
-  readonly hash: Hash = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
-}
 
 /** Layer 1's entries: every dir, file and symlink of the trees, in sorted order, with host hard links as tar links. */
 function hostEntries(trees: readonly string[]): Entry[] {
