@@ -8,7 +8,7 @@
 set -euo pipefail
 
 # g++, make and python3 build the native addons (node-pty, zstd-napi) at npm install.
-runtime_pkgs=(runc crun uidmap g++ make python3)
+runtime_pkgs=(runc crun uidmap attr g++ make python3)
 test_pkgs=(docker-registry apache2-utils openssl skopeo umoci zstd podman busybox-static)
 pkgs=("${runtime_pkgs[@]}")
 with_test=0

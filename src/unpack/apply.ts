@@ -25,6 +25,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { realpath, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -34,7 +35,7 @@ import { parseDigest, type DigestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/types.js';
 import { decompressor, detectCompression } from '../sources/archive/decompress.js';
 import { entryComponents, resolveComponentsSync, unsafeEntry } from './resolve.js';
-import { malformed, TarGuard } from './tar-guard.js';
+import { malformed, TarGuard, type Xattr } from './tar-guard.js';
 
 export type WarningKind = 'device' | 'xattr' | 'pax-global' | 'trailing-data' | 'aufs-meta';
 
@@ -54,6 +55,8 @@ export interface ApplyLayerOptions {
   ownership: 'real' | 'none';
   /** The zstd program for Node versions without a zstd decoder. */
   zstdProgram?: string;
+  /** The setfattr program (package attr) that applies extended attributes. */
+  setfattr?: string;
 }
 
 export interface ApplyLayerResult {
@@ -281,7 +284,7 @@ class LayerApplier {
     await this.removeTree(abs);
   }
 
-  async entry(header: tar.Header, body: Readable): Promise<void> {
+  async entry(header: tar.Header, body: Readable, xattrs: readonly Xattr[] = []): Promise<void> {
     const name = header.name;
     if (name.includes('\uFFFD') || (header.linkname ?? '').includes('\uFFFD')) {
       throw unsafeEntry(name, 'has a name that is not valid UTF-8 (two different names could collide)');
@@ -404,8 +407,29 @@ class LayerApplier {
         throw malformed(`entry "${name}" has an unsupported type (${String(type)})`, { entry: name });
     }
     this.mark(key);
-    if (header.pax && Object.keys(header.pax).some((k) => k.startsWith('SCHILY.xattr.'))) {
-      this.warn('xattr', `extended attributes were not applied (Node.js has no xattr API), first on "${name}"`, name);
+    // After ownership and mode: chown clears security.capability.
+    if (xattrs.length > 0) this.setXattrs(abs, xattrs, name);
+  }
+
+  /**
+   * Extended attributes through setfattr (package attr): Node.js has no
+   * xattr API. `-h` acts on the entry itself, never on a symlink's target,
+   * and runs right after the entry was created through a path resolved
+   * inside the root, before any later entry can change that path. What the
+   * kernel refuses here (trusted.* rootless, user.* on a symlink) is skipped
+   * with one warning, as is everything when setfattr is missing.
+   */
+  private setXattrs(abs: string, xattrs: readonly Xattr[], name: string): void {
+    for (const x of xattrs) {
+      const r = spawnSync(this.opts.setfattr ?? 'setfattr', ['-h', '-n', x.name, '-v', `0s${x.value.toString('base64')}`, '--', abs], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+      if (r.error !== undefined) {
+        this.warn('xattr', `extended attributes were not applied: setfattr (package attr) is not installed; first on "${name}"`, name);
+        return;
+      }
+      if (r.status !== 0) {
+        const why = (r.stderr ?? '').trim().split('\n')[0]?.replace(/^setfattr: .*?: /, '') ?? `exit ${r.status}`;
+        this.warn('xattr', `some extended attributes could not be set here (${x.name} on "${name}": ${why})`, name);
+      }
     }
   }
 
@@ -523,7 +547,7 @@ export async function applyLayer(rootfs: string, layer: Readable, opts: ApplyLay
       }
       entries++;
       applier.bodyConsumed = false;
-      await applier.entry(header, body);
+      await applier.entry(header, body, framed.xattrs);
       // Drain what the entry did not read (whiteouts with data, skipped entries).
       if (!applier.bodyConsumed) {
         for await (const _ of body as AsyncIterable<unknown>) {

@@ -25,10 +25,18 @@ const BLOCK = 512;
 /** PAX and GNU long-name headers larger than this are refused (tar-stream stops at 4 MiB). */
 const MAX_META = 1024 * 1024;
 
+export interface Xattr {
+  name: string;
+  /** Raw bytes: tar-stream decodes PAX values as UTF-8, which corrupts binary ones (security.capability). */
+  value: Buffer;
+}
+
 export interface GuardedEntry {
   typeflag: string;
   /** Data bytes that follow the header (after a PAX `size`). */
   size: number;
+  /** `SCHILY.xattr.*` records of the entry's PAX header. */
+  xattrs?: Xattr[];
 }
 
 export function malformed(detail: string, context: Record<string, unknown> = {}): S2nError {
@@ -73,22 +81,27 @@ function cString(b: Buffer, off: number, len: number): string {
   return v.subarray(0, z < 0 ? v.length : z).toString('utf8');
 }
 
-/** The PAX `size` record, if any (last one wins, as in tar-stream). */
-function paxSize(data: Buffer): string | undefined {
+const XATTR_PREFIX = 'SCHILY.xattr.';
+
+/** The PAX `size` record (last one wins, as in tar-stream) and the xattr records, values as raw bytes. */
+function paxRecords(data: Buffer): { size?: string; xattrs: Xattr[] } {
   let size: string | undefined;
+  const xattrs = new Map<string, Buffer>();
   let buf = data;
   while (buf.length) {
     const sp = buf.indexOf(32);
     if (sp <= 0) break;
     const len = parseInt(buf.subarray(0, sp).toString('latin1'), 10);
     if (!len || len > buf.length) break;
-    const rec = buf.subarray(sp + 1, len - 1).toString('utf8');
-    const eq = rec.indexOf('=');
+    const rec = buf.subarray(sp + 1, len - 1);
+    const eq = rec.indexOf(61); // '='
     if (eq < 0) break;
-    if (rec.slice(0, eq) === 'size') size = rec.slice(eq + 1);
+    const key = rec.subarray(0, eq).toString('utf8');
+    if (key === 'size') size = rec.subarray(eq + 1).toString('utf8');
+    else if (key.startsWith(XATTR_PREFIX) && key.length > XATTR_PREFIX.length) xattrs.set(key.slice(XATTR_PREFIX.length), Buffer.from(rec.subarray(eq + 1)));
     buf = buf.subarray(len);
   }
-  return size;
+  return { ...(size !== undefined ? { size } : {}), xattrs: [...xattrs].map(([name, value]) => ({ name, value })) };
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -112,6 +125,7 @@ export class TarGuard extends Transform {
   private dropData = false;
   private meta: { type: string; size: number; chunks: Buffer[] } | undefined;
   private nextPaxSize: string | undefined;
+  private nextXattrs: Xattr[] | undefined;
   private offset = 0;
 
   constructor(algorithm: DigestAlgorithm) {
@@ -217,8 +231,9 @@ export class TarGuard extends Transform {
         this.meta.chunks.push(Buffer.from(b));
         if (this.dataBlocks === 0) {
           if (this.meta.type === 'x') {
-            const size = paxSize(Buffer.concat(this.meta.chunks).subarray(0, this.meta.size));
-            if (size !== undefined) this.nextPaxSize = size;
+            const pax = paxRecords(Buffer.concat(this.meta.chunks).subarray(0, this.meta.size));
+            if (pax.size !== undefined) this.nextPaxSize = pax.size;
+            if (pax.xattrs.length > 0) this.nextXattrs = pax.xattrs;
           }
           this.meta = undefined;
         }
@@ -265,7 +280,9 @@ export class TarGuard extends Transform {
     if (headerOnly && effective !== 0) {
       throw malformed(`entry "${name}" (type ${typeflag}) at byte ${at} claims ${effective} bytes of data`, { entry: name, offset: at });
     }
-    this.entries.push({ typeflag, size: effective });
+    const xattrs = this.nextXattrs;
+    this.nextXattrs = undefined;
+    this.entries.push({ typeflag, size: effective, ...(xattrs ? { xattrs } : {}) });
     this.dataBlocks = Math.ceil(effective / BLOCK);
     return true;
   }

@@ -17,7 +17,7 @@ const LAYERS = [
     dir('usr/bin'),
     file('usr/bin/su', 'su', { mode: 0o4755 }),
     dir('home/app', { uid: 1000, gid: 1000, mode: 0o750 }),
-    file('home/app/data', 'data', { uid: 1000, gid: 1000, mode: 0o640 }),
+    file('home/app/data', 'data', { uid: 1000, gid: 1000, mode: 0o640, pax: { 'SCHILY.xattr.user.origin': 'layer-1' } }),
     hardlink('home/app/data2', 'home/app/data'),
     symlink('home/app/link', '/etc/passwd'),
     dir('proc', { mode: 0o555 }),
@@ -27,6 +27,15 @@ const LAYERS = [
   ],
   [whiteout('gone'), opaqueWhiteout('opq'), file('opq/new', 'new', { uid: 33, gid: 33 })],
 ];
+
+/** An extended attribute's value as getfattr (package attr) reads it, or undefined. */
+function userXattr(path: string, name: string): string | undefined {
+  try {
+    return execFileSync('getfattr', ['--only-values', '-n', name, '--', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return undefined;
+  }
+}
 
 async function loadImage(image: TestImage, name: string, as?: 'user'): Promise<void> {
   const sb = cliSandbox();
@@ -87,6 +96,7 @@ describe('s2n-oci unpack', () => {
     expect(meta.mode).toBe('root');
     const data = await lstat(join(out, 'rootfs/home/app/data'));
     expect([data.uid, data.gid, data.mode & 0o7777, data.nlink]).toEqual([1000, 1000, 0o640, 2]);
+    expect(userXattr(join(out, 'rootfs/home/app/data'), 'user.origin')).toBe('layer-1');
     expect((await lstat(join(out, 'rootfs/usr/bin/su'))).mode & 0o7777).toBe(0o4755);
     expect((await lstat(join(out, 'rootfs/opq/new'))).uid).toBe(33);
     expect(existsSync(join(out, 'rootfs/opq/old'))).toBe(false);
@@ -131,6 +141,8 @@ describe('s2n-oci unpack', () => {
     // Container uid 1000 → host 100000 + 999; container root → the user itself.
     const data = await lstat(join(out, 'rootfs/home/app/data'));
     expect([data.uid, data.gid, data.mode & 0o7777, data.nlink]).toEqual([100999, 100999, 0o640, 2]);
+    // Set inside the user namespace, on a file owned by a subuid.
+    expect(userXattr(join(out, 'rootfs/home/app/data'), 'user.origin')).toBe('layer-1');
     expect((await lstat(join(out, 'rootfs/etc/passwd'))).uid).toBe(u.uid);
     expect((await lstat(join(out, 'rootfs/opq/new'))).uid).toBe(100032);
     expect((await lstat(join(out, 'rootfs/usr/bin/su'))).mode & 0o7777).toBe(0o4755);

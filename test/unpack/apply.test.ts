@@ -1,5 +1,6 @@
 /** Layer semantics: whiteouts, opaque dirs, links, modes, ownership, mtimes, compression, diff_id, tar-stream guards. */
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -7,8 +8,15 @@ import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applyLayer, unpackImage } from '../../src/unpack/index.js';
 import { buildTar, dir, file, hardlink, opaqueWhiteout, sha256, symlink, whiteout, type LayerEntry } from '../helpers/images.js';
+import { tarBytes } from '../helpers/archives.js';
 import { removeDir } from '../helpers/tmp.js';
-import { apply, applyAll, END, makeEnv, outside, padBlock, paxRecords, rawHeader, withoutEnd, type Env } from './util.js';
+import { apply, applyAll, END, makeEnv, outside, padBlock, paxRecords, PLANTED, rawHeader, withoutEnd, type Env } from './util.js';
+
+/** An extended attribute's raw value (getfattr, package attr), or undefined when it is not set. */
+function getXattr(path: string, name: string): Buffer | undefined {
+  const r = spawnSync('getfattr', ['-h', '--only-values', '-n', name, '--', path], { stdio: ['ignore', 'pipe', 'ignore'] });
+  return r.status === 0 ? r.stdout : undefined;
+}
 
 let env: Env;
 beforeEach(async () => {
@@ -170,9 +178,36 @@ describe('entries', () => {
     expect(await text('ok')).toBe('ok');
   });
 
-  it('xattrs are reported once as not applied', async () => {
-    await apply(env, [file('a', 'x', { pax: { 'SCHILY.xattr.user.k': 'v' } }), file('b', 'x', { pax: { 'SCHILY.xattr.user.k': 'v' } })]);
-    expect(env.warnings.filter((w) => w.kind === 'xattr')).toHaveLength(1);
+  it('xattrs are applied (with setfattr), and reported once when setfattr is missing', async () => {
+    await apply(env, [file('a', 'x', { pax: { 'SCHILY.xattr.user.k': 'v1' } }), dir('d/', { pax: { 'SCHILY.xattr.user.dir': 'on a dir' } })]);
+    expect(env.warnings.filter((w) => w.kind === 'xattr')).toEqual([]);
+    expect(getXattr(r('a'), 'user.k')?.toString()).toBe('v1');
+    expect(getXattr(r('d'), 'user.dir')?.toString()).toBe('on a dir');
+    const env2 = await makeEnv();
+    await apply(env2, [file('a', 'x', { pax: { 'SCHILY.xattr.user.k': 'v' } }), file('b', 'x', { pax: { 'SCHILY.xattr.user.k': 'v' } })], { setfattr: '/nonexistent/setfattr' });
+    expect(env2.warnings.filter((w) => w.kind === 'xattr').map((w) => w.message)).toEqual([expect.stringMatching(/setfattr \(package attr\) is not installed/)]);
+  });
+
+  it('xattr values are kept byte for byte (binary values tar-stream would decode as UTF-8)', async () => {
+    const value = Buffer.from([0x01, 0x00, 0xff, 0x80, 0xc3, 0x41]);
+    const body = Buffer.concat([Buffer.from(' SCHILY.xattr.user.bin='), value, Buffer.from('\n')]);
+    let len = body.length + 2;
+    while (String(len).length + body.length !== len) len = String(len).length + body.length;
+    const paxData = Buffer.concat([Buffer.from(String(len)), body]);
+    await apply(env, tarBytes([{ name: 'PaxHeaders/bin', typeflag: 'x', data: paxData }, { name: 'bin', data: 'x' }]));
+    expect(getXattr(r('bin'), 'user.bin')).toEqual(value);
+  });
+
+  it('an xattr the kernel refuses is skipped with one warning; the entry is still there', async () => {
+    await apply(env, [symlink('l', 'target', { pax: { 'SCHILY.xattr.user.k': 'v' } }), file('f', 'ok')]);
+    expect(readlinkSync(r('l'))).toBe('target');
+    expect(env.warnings.filter((w) => w.kind === 'xattr').map((w) => w.message)).toEqual([expect.stringMatching(/user\.k on "l"/)]);
+  });
+
+  it('xattrs follow the entry, never a symlink out of the root', async () => {
+    await apply(env, [symlink('out', env.base), file('out/planted', 'inside', { pax: { 'SCHILY.xattr.user.k': 'v' } })]);
+    expect(getXattr(env.planted, 'user.k')).toBeUndefined();
+    expect(readFileSync(env.planted, 'utf8')).toBe(PLANTED);
   });
 });
 
