@@ -12,7 +12,9 @@ import type { Platform } from './oci/types.js';
 import type { PullOptions } from './pull.js';
 import { RootfsCache } from './rootfs/cache.js';
 import { readEtcFiles } from './rootfs/etc.js';
-import { copyRootfs } from './rootfs/writable.js';
+import { removeTree } from './rootfs/remove.js';
+import { copyRootfs, writableRootPath } from './rootfs/writable.js';
+import type { OwnershipMode } from './userns/types.js';
 import { cleanupStale } from './runtime/containers.js';
 import { checkExecutable } from './runtime/exec-check.js';
 import { chooseRuntime, probeCgroup, probeHost } from './runtime/host.js';
@@ -99,10 +101,13 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
     });
   }
   const bundle = await state.prepare(id, name);
+  let rootfsCopy: { path: string; mode: OwnershipMode } | undefined;
   try {
     const readOnly = req.options.readOnly ?? req.profile.readOnlyRoot ?? true;
     // The cached rootfs is shared by every container of the image; a writable root is a private copy.
-    const rootfs = readOnly ? cached.path : await copyRootfs(cached.path, join(bundle, 'rootfs'), plan);
+    // In the store, beside the cache (same filesystem, so reflinks work), not in the state root: that is often a small tmpfs.
+    if (!readOnly) rootfsCopy = { path: await copyRootfs(cached.path, writableRootPath(store, id), plan), mode: plan.mode };
+    const rootfs = rootfsCopy?.path ?? cached.path;
     const files = { hosts: join(bundle, 'hosts'), resolvConf: join(bundle, 'resolv.conf'), hostname: join(bundle, 'hostname') };
     const { spec, warnings } = generateSpec({
       image: image.config,
@@ -124,6 +129,7 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
     await writeFile(join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`);
     mark('config written');
     return await launchContainer({
+      ...(rootfsCopy ? { rootfsCopy } : {}),
       state,
       runtime,
       id,
@@ -145,7 +151,10 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
     });
   } catch (e) {
     // Nothing ran yet (or launch cleaned up itself): do not leave a half-made container behind.
-    if (!(await state.read(id))) await state.remove(id).catch(() => undefined);
+    if (!(await state.read(id))) {
+      await state.remove(id).catch(() => undefined);
+      if (rootfsCopy) await removeTree(rootfsCopy.path, rootfsCopy.mode, plan).catch(() => undefined);
+    }
     throw e;
   }
 }

@@ -65,7 +65,16 @@ export function registerPrune(program: Command): void {
         const { imagesInUse } = await import('../runtime/in-use.js');
         const keep = new Set([...(await store.list()).map((e) => e.descriptor.digest), ...(await imagesInUse()).keys()]);
         const rootfs = await new RootfsCache(store).prune(keep, { dryRun: flags.dryRun === true });
-        if (ctx.out.json) return result(ctx.out, JSON.stringify({ ...r, removedRootfs: rootfs.removed, removedRootfsTemp: rootfs.removedTemp }));
+        // Writable roots (--read-only=false) of containers that no longer exist.
+        const [{ pruneWritableRoots }, { openStateStore }, { detectIdPlan }] = await Promise.all([
+          import('../rootfs/writable.js'),
+          import('../runtime/state.js'),
+          import('../userns/ids.js'),
+        ]);
+        const live = new Set((await (await openStateStore()).list()).map((c) => c.id));
+        const removedWritable = await pruneWritableRoots(store, live, (await detectIdPlan()).plan, { dryRun: flags.dryRun === true });
+        if (ctx.out.json) return result(ctx.out, JSON.stringify({ ...r, removedRootfs: rootfs.removed, removedRootfsTemp: rootfs.removedTemp, removedWritableRoots: removedWritable }));
+        for (const id of removedWritable) result(ctx.out, `${flags.dryRun ? 'would remove' : 'removed'} the writable root of container ${id.slice(0, 12)}`);
         for (const d of rootfs.removed) result(ctx.out, `${flags.dryRun ? 'would remove' : 'removed'} rootfs of ${d}`);
         for (const d of r.removedBlobs) result(ctx.out, `${flags.dryRun ? 'would remove' : 'removed'} ${d}`);
         info(ctx.out, `${flags.dryRun ? 'would free' : 'freed'} ${humanSize(r.freedBytes)} in ${r.removedBlobs.length} blobs`);

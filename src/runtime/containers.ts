@@ -4,6 +4,7 @@
  * left behind by a foreground run whose s2n-oci was killed.
  */
 import { S2nError } from '../errors.js';
+import { removeTree } from '../rootfs/remove.js';
 import { OciRuntime, type RuntimeState, type SpawnFn } from './oci-runtime.js';
 import { type ContainerRecord, type StateStore, watcherAlive } from './state.js';
 
@@ -38,19 +39,21 @@ export async function inspectContainer(state: StateStore, r: ContainerRecord): P
 /** Kills (when asked) and deletes the runtime's state, then the record, bundle and log. */
 export async function removeContainer(state: StateStore, r: ContainerRecord, o: { force?: boolean } = {}): Promise<void> {
   const rt = runtimeFor(state, r);
-  // The usual case after a foreground run: the runtime removed its state itself.
-  if (!rt.hasState(r.id)) return state.remove(r.id);
-  const v = await inspectContainer(state, r);
-  if ((v.status === 'running' || v.status === 'paused') && !o.force) {
-    throw new S2nError('EUSAGE', `remove container ${r.name}: it is running`, {
-      hint: `stop it first (s2n-oci stop ${r.name}) or use rm -f`,
-      context: { container: r.id },
-    });
+  // The usual case after a foreground run is no runtime state: the runtime removed it itself.
+  if (rt.hasState(r.id)) {
+    const v = await inspectContainer(state, r);
+    if ((v.status === 'running' || v.status === 'paused') && !o.force) {
+      throw new S2nError('EUSAGE', `remove container ${r.name}: it is running`, {
+        hint: `stop it first (s2n-oci stop ${r.name}) or use rm -f`,
+        context: { container: r.id },
+      });
+    }
+    if (v.status !== 'exited') {
+      await rt.kill(r.id, 'SIGKILL').catch(() => undefined);
+    }
+    await rt.delete(r.id, { force: true }).catch(() => undefined);
   }
-  if (v.status !== 'exited') {
-    await rt.kill(r.id, 'SIGKILL').catch(() => undefined);
-  }
-  await rt.delete(r.id, { force: true }).catch(() => undefined);
+  if (r.rootfsCopy) await removeTree(r.rootfsCopy.path, r.rootfsCopy.mode);
   await state.remove(r.id);
 }
 

@@ -24,6 +24,8 @@ export interface LaunchOptions {
   tty: boolean;
   interactive: boolean;
   detach: boolean;
+  /** The private writable root, if any: recorded so that removing the container removes it too. */
+  rootfsCopy?: ContainerRecord['rootfsCopy'];
   /** Remove state and bundle when the container ends (default: true in the foreground). */
   rm?: boolean;
   signals?: NodeJS.EventEmitter;
@@ -56,6 +58,7 @@ export async function launchContainer(o: LaunchOptions): Promise<number> {
     rm,
     detached: o.detach,
     ...(o.detach ? { logPath: o.state.logPath(o.id) } : {}),
+    ...(o.rootfsCopy ? { rootfsCopy: o.rootfsCopy } : {}),
   };
   await o.state.write(record);
   mark('record written');

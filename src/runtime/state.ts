@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { S2nError, sysCode } from '../errors.js';
 import { removeTree } from '../rootfs/remove.js';
+import type { OwnershipMode } from '../userns/types.js';
 import type { RuntimeName } from './find.js';
 
 export interface StateRootChoice {
@@ -54,6 +55,8 @@ export interface ContainerRecord {
   runtimePath: string;
   rm: boolean;
   detached: boolean;
+  /** A private writable root (--read-only=false): a copy in the store, removed with the container. */
+  rootfsCopy?: { path: string; mode: OwnershipMode };
   logPath?: string;
   exitCode?: number;
   /** ISO 8601, when the exit was seen. */

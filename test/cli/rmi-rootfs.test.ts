@@ -95,3 +95,20 @@ describe.skipIf(!IS_ROOT)('rmi keeps a rootfs a container still runs on', () => 
     expect(existsSync(join(modeDir, entry!))).toBe(false);
   });
 });
+
+describe.skipIf(!IS_ROOT && !CAN_RUN_AS_USER)('prune removes writable roots whose container is gone', () => {
+  it('removes a leftover copy and keeps nothing else', async () => {
+    const sb = cliSandbox();
+    const opts = IS_ROOT ? {} : { as: 'user' as const };
+    expect((await runCli(['images'], opts)).code).toBe(0);
+    const stray = join(sb.root, 'rootfs', 'rw', 'a'.repeat(64));
+    await mkdir(join(stray, 'etc'), { recursive: true });
+    await writeFile(join(stray, 'etc', 'f'), 'x');
+    const dry = await runCli(['prune', '--dry-run', '--json'], opts);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ removedWritableRoots: ['a'.repeat(64)] });
+    expect(existsSync(stray)).toBe(true);
+    const pruned = await runCli(['prune', '--json'], opts);
+    expect(JSON.parse(pruned.stdout)).toMatchObject({ removedWritableRoots: ['a'.repeat(64)] });
+    expect(existsSync(stray)).toBe(false);
+  });
+});

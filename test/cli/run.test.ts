@@ -165,9 +165,13 @@ for (const c of CONFIGS) {
     });
 
     it('--read-only=false gives a private writable copy, and the next container sees the image unchanged', async () => {
-      const w = await run(['--read-only=false', BOX, 'sh', '-c', 'echo changed > /data/x && cat /data/x']);
-      expect(w.stdout).toBe('changed\n');
+      const w = await run(['--read-only=false', BOX, 'sh', '-c', 'echo changed > /data/x && cat /data/x && head -1 /proc/self/mountinfo']);
+      expect(w.stdout, w.stderr).toMatch(/^changed\n/);
       expect(w.code).toBe(0);
+      // The copy lives in the store (not in the state root, often a small tmpfs) and goes with the container.
+      expect(w.stdout).toContain(join(sb.root, 'rootfs', 'rw'));
+      const rw = join(sb.root, 'rootfs', 'rw');
+      expect(existsSync(rw) ? readdirSync(rw) : []).toEqual([]);
       const again = await run([BOX, 'ls', '/data']);
       expect(again.stdout).toBe('');
     });
