@@ -12,25 +12,15 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { buildLargeImageOnDisk } from '../test/helpers/images.js';
-import { compareTools, freshPaths, has, mb, measure, type Tool } from './measure.js';
+import { compareTools, freshPaths, has, layeredImageArgs, mb, measure, type Tool } from './measure.js';
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '3' },
-    layers: { type: 'string', default: '6' },
-    'layer-mb': { type: 'string', default: '15' },
-  },
-});
-const runs = Number(values.runs);
-const layers = Number(values.layers);
-const layerSize = Number(values['layer-mb']) * 1024 * 1024;
+const { runs, layers, layerMb, layerSize } = layeredImageArgs();
 
 const cli = join(resolve(import.meta.dirname, '..', '..'), 'dist', 'src', 'cli', 'main.js');
 const work = process.env.S2N_BENCH_DIR ?? join(tmpdir(), 's2n-bench');
-const imageDir = join(work, `image-${layers}x${values['layer-mb']}`);
-const archive = join(work, `docker-archive-${layers}x${values['layer-mb']}.tar`);
+const imageDir = join(work, `image-${layers}x${layerMb}`);
+const archive = join(work, `docker-archive-${layers}x${layerMb}.tar`);
 const outDir = join(work, 'load-out');
 const trash = join(work, 'load-trash');
 

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 
 export interface Measurement {
   seconds: number;
@@ -114,4 +115,16 @@ export function has(cmd: string, probe: string[] = ['--version']): boolean {
   } catch {
     return false;
   }
+}
+
+/** `--runs N --layers N --layer-mb N`: the shape of the image the pull and load benchmarks build. */
+export function layeredImageArgs(): { runs: number; layers: number; layerMb: string; layerSize: number } {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '3' },
+      layers: { type: 'string', default: '6' },
+      'layer-mb': { type: 'string', default: '15' },
+    },
+  });
+  return { runs: Number(values.runs), layers: Number(values.layers), layerMb: values['layer-mb'], layerSize: Number(values['layer-mb']) * 1024 * 1024 };
 }

@@ -20,6 +20,7 @@ import type { ContentStore } from '../store/store.js';
 import type { IdPlan } from '../userns/types.js';
 import { unpackStoredImage, type BuildOptions } from './build.js';
 import { removeTree } from './remove.js';
+import { MASKED_PATHS, READONLY_PATHS } from '../runtime-spec/mounts.js';
 import { DEFAULT_PATH as DEFAULT_PATH_VALUE } from '../runtime-spec/process-args.js';
 import { resolveUser } from '../runtime-spec/user.js';
 import { readEtcFiles } from './etc.js';
@@ -74,8 +75,8 @@ export function minimalRuntimeConfig(config: ImageConfig, user: { uid: number; g
     linux: {
       namespaces,
       ...(rootless ? { uidMappings: plan.uidMappings, gidMappings: plan.gidMappings } : {}),
-      maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'],
-      readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      maskedPaths: [...MASKED_PATHS],
+      readonlyPaths: [...READONLY_PATHS],
     },
   };
 }

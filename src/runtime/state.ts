@@ -14,7 +14,6 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { S2nError, sysCode } from '../errors.js';
-import { removeTree } from '../rootfs/remove.js';
 import type { OwnershipMode } from '../userns/types.js';
 import type { RuntimeName } from './find.js';
 
@@ -185,20 +184,9 @@ export class StateStore {
     });
   }
 
-  /**
-   * Removes the record, bundle and log. A writable root (`--read-only=false`)
-   * is a copy owned by subordinate ids, which a rootless user can only
-   * remove from inside the user namespace.
-   */
+  /** Removes the record, bundle and log (a writable root lives in the store: see removeContainer). */
   async remove(id: string): Promise<void> {
-    const dir = this.containerDir(id);
-    try {
-      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
-    } catch (e) {
-      const code = sysCode(e);
-      if ((code !== 'EACCES' && code !== 'EPERM') || process.geteuid?.() === 0) throw e;
-      await removeTree(dir, 'subid');
-    }
+    await rm(this.containerDir(id), { recursive: true, force: true, maxRetries: 3 });
   }
 }
 

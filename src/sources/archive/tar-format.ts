@@ -413,4 +413,11 @@ export class EntryTable<E extends TarEntry = TarEntry> {
     }
     throw archiveError(this.where, `entry "${name}" is a link loop or a chain of more than ${MAX_LINK_HOPS} links`, { entry: name });
   }
+
+  /** resolveFile, for a file the reader listed: EARCHIVE when it is not there. */
+  requireFile(name: string): E {
+    const e = this.resolveFile(name);
+    if (!e) throw archiveError(this.where, `entry "${name}" is missing`, { entry: name });
+    return e;
+  }
 }

@@ -20,7 +20,6 @@ import {
   normaliseEntryName,
   padded,
   truncatedError,
-  type TarEntry,
 } from './tar-format.js';
 
 async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
@@ -61,14 +60,8 @@ export class TarIndex implements ArchiveReader {
     return e ? { name: normaliseEntryName(name, this.description), size: e.size } : undefined;
   }
 
-  private entryOf(file: ArchiveFile): TarEntry {
-    const e = this.table.resolveFile(file.name);
-    if (!e) throw archiveError(this.description, `entry "${file.name}" is missing`, { entry: file.name });
-    return e;
-  }
-
   open(file: ArchiveFile): Readable {
-    const e = this.entryOf(file);
+    const e = this.table.requireFile(file.name);
     if (e.size === 0) return Readable.from([]);
     // Positional reads on the shared handle: several entries can be read at once; the handle stays open until close().
     // (By fd number: a FileHandle would gain a 'close' listener per stream.)
@@ -76,7 +69,7 @@ export class TarIndex implements ArchiveReader {
   }
 
   async head(file: ArchiveFile, n: number): Promise<Buffer> {
-    const e = this.entryOf(file);
+    const e = this.table.requireFile(file.name);
     return readAt(this.fh, e.offset, Math.min(n, e.size));
   }
 

@@ -177,20 +177,14 @@ export class SpoolReader implements ArchiveReader {
     return e ? { name: n, size: e.size, ...(e.digest ? { digest: e.digest } : {}) } : undefined;
   }
 
-  private entryOf(file: ArchiveFile): SpoolEntry {
-    const e = this.table.resolveFile(file.name);
-    if (!e) throw archiveError(this.description, `entry "${file.name}" is missing`, { entry: file.name });
-    return e;
-  }
-
   open(file: ArchiveFile): Readable {
-    const e = this.entryOf(file);
+    const e = this.table.requireFile(file.name);
     if (e.path !== undefined) return createReadStream(e.path, { highWaterMark: 1024 * 1024 });
     return Readable.from(e.data && e.data.length > 0 ? [e.data] : []);
   }
 
   async head(file: ArchiveFile, n: number): Promise<Buffer> {
-    const e = this.entryOf(file);
+    const e = this.table.requireFile(file.name);
     if (e.path === undefined) return (e.data ?? Buffer.alloc(0)).subarray(0, n);
     const fh = await open(e.path, 'r');
     try {
