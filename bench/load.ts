@@ -17,7 +17,7 @@ import { compareTools, freshPaths, has, layeredImageArgs, mb, measure, type Tool
 
 const { runs, layers, layerMb, layerSize } = layeredImageArgs();
 
-const cli = join(resolve(import.meta.dirname, '..', '..'), 'dist', 'src', 'cli', 'main.js');
+const cli = join(resolve(import.meta.dirname, '..', '..'), 'dist', 'src', 'cli', 's2n-oci.cjs');
 const work = process.env.S2N_BENCH_DIR ?? join(tmpdir(), 's2n-bench');
 const imageDir = join(work, `image-${layers}x${layerMb}`);
 const archive = join(work, `docker-archive-${layers}x${layerMb}.tar`);

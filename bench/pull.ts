@@ -21,7 +21,7 @@ import { compareTools, freshPaths, has, layeredImageArgs, mb, measure, type Tool
 const { runs, layers, layerMb, layerSize } = layeredImageArgs();
 
 const repoRoot = resolve(import.meta.dirname, '..', '..');
-const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+const cli = join(repoRoot, 'dist', 'src', 'cli', 's2n-oci.cjs');
 const work = join(process.env.S2N_BENCH_DIR ?? join(tmpdir(), 's2n-bench'));
 const imageDir = join(work, `image-${layers}x${layerMb}`);
 const outDir = join(work, 'out');

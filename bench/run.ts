@@ -41,7 +41,7 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 const repo = resolve(import.meta.dirname, '..', '..');
 const drive = join(repo, 'dist', 'test', 'runtime', 'drive.js');
-const cli = join(repo, 'dist', 'src', 'cli', 'main.js');
+const cli = join(repo, 'dist', 'src', 'cli', 's2n-oci.cjs');
 const REF = 'localhost/bench/box:1';
 const SHIM = 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"';
 

@@ -24,7 +24,7 @@ import { compareTools, freshPaths, has, mb, measure, type Tool } from './measure
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' } } });
 const runs = Number(values.runs);
 
-const cli = join(resolve(import.meta.dirname, '..', '..'), 'dist', 'src', 'cli', 'main.js');
+const cli = join(resolve(import.meta.dirname, '..', '..'), 'dist', 'src', 'cli', 's2n-oci.cjs');
 const work = process.env.S2N_BENCH_DIR ?? join(tmpdir(), 's2n-bench');
 const outDir = join(work, 'unpack-out');
 const trash = join(work, 'unpack-trash');

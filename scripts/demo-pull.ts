@@ -12,7 +12,7 @@ import { buildIndex, smallImage } from '../test/helpers/images.js';
 import { pushImage } from '../test/helpers/push.js';
 import { startRegistry } from '../test/helpers/registry.js';
 
-const cli = resolve(import.meta.dirname, '..', 'src', 'cli', 'main.js');
+const cli = resolve(import.meta.dirname, '..', 'src', 'cli', 's2n-oci.cjs');
 const work = mkdtempSync(join(tmpdir(), 's2n-demo-'));
 const root = join(work, 'store');
 

@@ -12,7 +12,7 @@ import { startDemoTarget } from '../src/s2n/demo-target.js';
 import { BUILTIN_PLUGINS, demoArchiveName } from '../src/s2n/scanner-contract.js';
 import { buildDemoImages, defaultDebCache, defaultOutDir, demoScannerDir } from './build-demo-images.js';
 
-const cli = resolve(import.meta.dirname, '..', 'src', 'cli', 'main.js');
+const cli = resolve(import.meta.dirname, '..', 'src', 'cli', 's2n-oci.cjs');
 
 function s2n(args: string[]): Promise<number> {
   process.stderr.write(`\n$ s2n-oci ${args.join(' ')}\n`);

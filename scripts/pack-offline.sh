@@ -52,7 +52,7 @@ if [ "$build" = 1 ]; then
   log "building (npm run build)"
   npm_q run build >&2
 fi
-[ -f dist/src/cli/main.js ] || die "dist/src/cli/main.js is missing" "run: npm run build (or drop --no-build)"
+[ -f dist/src/cli/bundle.cjs ] || die "dist/src/cli/bundle.cjs is missing" "run: npm run build (or drop --no-build)"
 
 # The compiled addons must exist and load here: they are what we ship.
 native=(node-pty/build/Release/pty.node zstd-napi/build/Release/binding.node)

@@ -59,29 +59,35 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
   // S2N_OCI_TIMING=1 prints these: where a warm run spends its time.
   mark('run modules loaded');
   const env = req.env ?? process.env;
-  const image = await ensureImage(store, req.image, {
+  const uid = process.geteuid?.() ?? 0;
+  const stateRoot = defaultStateRoot(env, uid);
+  if (stateRoot.warning) io.notice(stateRoot.warning);
+  // The steps below only read files (or pull): they overlap, a warm start is mostly waiting on small reads.
+  const imageP = ensureImage(store, req.image, {
     pull: req.pull,
     ...(req.platform ? { platform: req.platform } : {}),
     ...(io.onPullEvent ? { onEvent: io.onPullEvent } : {}),
     notice: io.notice,
+  }).then((i) => (mark('image found'), i));
+  const planP = detectIdPlan({ env }).then(({ plan, warning }) => {
+    if (warning) io.notice(`warning: ${warning}`);
+    return plan;
   });
-  mark('image found');
-
-  const { plan, warning } = await detectIdPlan({ env });
-  if (warning) io.notice(`warning: ${warning}`);
-  const uid = process.geteuid?.() ?? 0;
-  const stateRoot = defaultStateRoot(env, uid);
-  if (stateRoot.warning) io.notice(stateRoot.warning);
-  const cgroup = await probeCgroup(uid);
-  const runtime = await chooseRuntime({
-    ...(req.runtime ? { name: req.runtime } : {}),
-    env,
-    cgroup,
-    // `runc --version` once per binary, not per run.
-    cacheDir: stateRoot.dir,
-    notice: io.notice,
-  });
-  const host = { ...(await probeHost(runtime, plan, cgroup)), hostname: hostname(), ...(await nofileHard()) };
+  const hostP = (async () => {
+    const cgroup = await probeCgroup(uid);
+    const runtime = await chooseRuntime({
+      ...(req.runtime ? { name: req.runtime } : {}),
+      env,
+      cgroup,
+      // `runc --version` once per binary, not per run.
+      cacheDir: stateRoot.dir,
+      notice: io.notice,
+    });
+    const [facts, nofile] = await Promise.all([(async () => probeHost(runtime, await planP, cgroup))(), nofileHard()]);
+    return { runtime, host: { ...facts, hostname: hostname(), ...nofile } };
+  })();
+  const stateP = StateStore.open(stateRoot.dir).then(async (s) => (await cleanupStale(s), s));
+  const [image, plan, { runtime, host }, state] = await Promise.all([imageP, planP, hostP, stateP]);
   mark('host facts');
 
   const cached = await new RootfsCache(store).ensure(image, {
@@ -90,8 +96,6 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
   });
   mark('rootfs');
 
-  const state = await StateStore.open(stateRoot.dir);
-  await cleanupStale(state);
   const id = newContainerId();
   const name = req.name ?? `s2n-${id.slice(0, 12)}`;
   if (req.name !== undefined && (await state.list()).some((r) => r.name === req.name)) {

@@ -5,15 +5,11 @@
  * lists the commands from the cheap descriptions below;
  * test/cli/commands.test.ts checks they match the real definitions.
  */
-import { createRequire } from 'node:module';
+import * as commander from 'commander';
 import type { Command } from 'commander';
 
-/**
- * commander, loaded with require(): importing it as ESM goes through its
- * esm.mjs wrapper and a CJS export scan, about 5 ms more on every start.
- * Same classes either way (one module cache), so instanceof still holds.
- */
-export const commander = createRequire(import.meta.url)('commander') as typeof import('commander');
+/** The one commander instance (bundled into bundle.cjs with the rest of the CLI). */
+export { commander };
 
 export type Register = (program: Command) => void;
 

@@ -27,17 +27,26 @@ export function precompiledPath(folder: SchemaFolder): string {
   return fileURLToPath(new URL(`./validators.${folder}.generated.cjs`, import.meta.url));
 }
 
-type ValidatorModule = Partial<Record<SchemaName, Validator<unknown>>>;
+export type ValidatorModule = Partial<Record<SchemaName, Validator<unknown>>>;
 
 /** By folder; null: no precompiled module, compile instead. */
 const precompiled = new Map<SchemaFolder, ValidatorModule | null>();
+/** Set by the CLI bundle, which carries the generated modules inside it (and so in its code cache). */
+const provided = new Map<SchemaFolder, () => ValidatorModule>();
 let ajv: SchemaAjv | undefined;
+
+/** Where the generated module of `folder` comes from, instead of its file beside this one. */
+export function providePrecompiled(folder: SchemaFolder, load: () => ValidatorModule): void {
+  provided.set(folder, load);
+  precompiled.delete(folder);
+}
 
 function loadPrecompiled(folder: SchemaFolder): ValidatorModule | null {
   let m = precompiled.get(folder);
   if (m === undefined) {
     const path = precompiledPath(folder);
-    m = existsSync(path) ? (createRequire(import.meta.url)(path) as ValidatorModule) : null;
+    const load = provided.get(folder);
+    m = load ? load() : existsSync(path) ? (createRequire(import.meta.url)(path) as ValidatorModule) : null;
     precompiled.set(folder, m);
   }
   return m;

@@ -133,17 +133,10 @@ export function verifyStream(desc: Descriptor): Transform {
 export async function readVerified(stream: Readable, desc: Descriptor, maxBytes: number): Promise<Buffer<ArrayBuffer>> {
   let check: BlobCheck;
   try {
-    check = new BlobCheck(desc);
+    check = smallBlobCheck(desc, maxBytes);
   } catch (e) {
     stream.destroy();
     throw e;
-  }
-  if (desc.size > maxBytes) {
-    stream.destroy();
-    throw new S2nError('ELIMIT', `read ${check.what}: size ${desc.size} is over the ${maxBytes}-byte limit`, {
-      hint: 'manifests and configs are small JSON documents; this image looks malformed or hostile',
-      context: { digest: desc.digest, size: desc.size, limit: maxBytes },
-    });
   }
   const chunks: Buffer[] = [];
   // Leaving the loop early (throw) destroys the stream, releasing its connection or file.
@@ -156,4 +149,30 @@ export async function readVerified(stream: Readable, desc: Descriptor, maxBytes:
   const err = check.finish();
   if (err) throw err;
   return Buffer.concat(chunks, check.bytes);
+}
+
+/**
+ * readVerified for a blob read in one call: `read(n)` returns its first n
+ * bytes (all of it when shorter). It is asked for one byte more than
+ * declared, enough to tell a longer blob, and only once the descriptor has
+ * passed the checks above.
+ */
+export function readVerifiedSync(read: (n: number) => Buffer, desc: Descriptor, maxBytes: number): Buffer {
+  const check = smallBlobCheck(desc, maxBytes);
+  const bytes = read(desc.size + 1);
+  const err = check.add(bytes) ?? check.finish();
+  if (err) throw err;
+  return bytes;
+}
+
+/** The check for a small blob; ELIMIT before anything is read when `desc` says it is larger than `maxBytes`. */
+function smallBlobCheck(desc: Descriptor, maxBytes: number): BlobCheck {
+  const check = new BlobCheck(desc);
+  if (desc.size > maxBytes) {
+    throw new S2nError('ELIMIT', `read ${check.what}: size ${desc.size} is over the ${maxBytes}-byte limit`, {
+      hint: 'manifests and configs are small JSON documents; this image looks malformed or hostile',
+      context: { digest: desc.digest, size: desc.size, limit: maxBytes },
+    });
+  }
+  return check;
 }

@@ -17,10 +17,12 @@
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 import { S2nError } from '../errors.js';
 import { classifyRuntimeFailure, EXIT_RUNNER, runtimeLogErrors, signalNumber, statusFromExit } from './exit-status.js';
 import type { OciRuntime } from './oci-runtime.js';
+import { mark } from './timing.js';
 
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
@@ -185,6 +187,7 @@ function runPlain(o: RunContainerOptions, exited: { done: boolean; wake?: () => 
   // A terminal stdin is copied (not inherited): the runtime is in its own process group and would get SIGTTIN reading it.
   const inFd: number | 'pipe' | 'ignore' = stdin === undefined ? 'ignore' : stdin.isTTY ? 'pipe' : fdOr(stdin, 0);
   const stdio: StdioOptions = [inFd, fdOr(o.stdout, 1), fdOr(o.stderr, 2)];
+  mark('runtime spawn');
   const child: ChildProcess = o.runtime.run(o.id, o.bundle, {
     stdio,
     detached: true,
@@ -204,6 +207,7 @@ function runPlain(o: RunContainerOptions, exited: { done: boolean; wake?: () => 
       rej(new S2nError('EINTERNAL', `run ${o.runtime.info.path}: ${e.message}`, { cause: e, hint: 'check the runtime binary', context: { exitStatus: EXIT_RUNNER } }));
     });
     child.once('close', (code, signal) => {
+      mark('runtime ended');
       markDone(exited);
       if (inFd === 'pipe') stdin?.unpipe();
       res({ code, signal });
@@ -212,8 +216,9 @@ function runPlain(o: RunContainerOptions, exited: { done: boolean; wake?: () => 
 }
 
 async function loadPty(): Promise<PtySpawn> {
-  // Loaded only for -t: its native module costs a few ms at start.
-  const { spawn: ptySpawn } = await import('node-pty');
+  // Loaded only for -t: its native module costs a few ms at start. require(), not import():
+  // node-pty is CommonJS, and the CLI bundle runs in a vm.Script, which has no import().
+  const { spawn: ptySpawn } = createRequire(import.meta.url)('node-pty') as typeof import('node-pty');
   return (file, args, o) => ptySpawn(file, args, { name: o.env.TERM ?? 'xterm', ...o, encoding: null }) as unknown as PtyLike;
 }
 

@@ -15,7 +15,7 @@
  * could be swept before it is tagged. The store assumes one host: pid
  * liveness decides which leftovers are stale.
  */
-import { createReadStream, open as openCb, openSync } from 'node:fs';
+import { closeSync, createReadStream, open as openCb, openSync, readSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
@@ -25,7 +25,7 @@ import { S2nError, isS2nError, sysCode } from '../errors.js';
 import { isDigest, parseDigest, shortDigest } from '../oci/digest.js';
 import { MediaType, blobKind } from '../oci/mediatypes.js';
 import { Annotation, type Descriptor, type ImageIndex } from '../oci/types.js';
-import { BlobCheck, readVerified } from '../oci/verify.js';
+import { BlobCheck, readVerifiedSync } from '../oci/verify.js';
 import type { FetchOptions, ImageSink, ImageSource, PutOptions } from '../sources/source.js';
 import { fsyncDir, privateName, readIfExists, storeIoError, writeNewFile } from './fsutil.js';
 import type { GcOptions, GcResult } from './gc.js';
@@ -262,7 +262,8 @@ export class ContentStore implements ImageSink {
   async readBlob(desc: Descriptor, maxBytes: number): Promise<Buffer> {
     const path = this.blobPath(desc.digest);
     try {
-      return await readVerified(this.open(desc), desc, maxBytes);
+      // One synchronous read, no stream: these are a few KiB, read on every start.
+      return readVerifiedSync((n) => readPrefixSync(path, n), desc, maxBytes);
     } catch (e) {
       throw this.readError(e, desc.digest, path);
     }
@@ -504,5 +505,18 @@ async function createOnce(path: string, content: string, tmp: string): Promise<v
     if (sysCode(e) !== 'EEXIST') throw e;
   } finally {
     await unlink(tmp).catch(() => {});
+  }
+}
+
+/** The first `max` bytes of a file (all of it when shorter). */
+function readPrefixSync(path: string, max: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(max);
+    let n = 0;
+    for (let got = -1; got !== 0 && n < max; n += got) got = readSync(fd, buf, n, max - n, null);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Runs the built CLI (`dist/src/cli/main.js`, compiled by tsc before vitest)
+ * Runs the built CLI (`dist/src/cli/s2n-oci.cjs`, the installed command, built before vitest)
  * as a child process with a clean, sandboxed environment: HOME, XDG dirs,
  * TMPDIR and the store root all point into a per-test temp dir, so no test
  * reads the developer's credentials or writes to /var/lib (we run as root).
@@ -27,7 +27,7 @@ export const REPO_ROOT: string = (() => {
 })();
 
 /** The CLI entry point; `S2N_OCI_CLI` overrides it (e.g. to test an installed build). */
-export const CLI_PATH: string = process.env.S2N_OCI_CLI ?? join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+export const CLI_PATH: string = process.env.S2N_OCI_CLI ?? join(REPO_ROOT, 'dist', 'src', 'cli', 's2n-oci.cjs');
 
 /**
  * A temp dir removed when the current test finishes. Outside a running test

@@ -209,6 +209,12 @@ describe('blobs', () => {
     const d = await expectCode(store.readBlob(desc, 100), 'EDIGEST');
     expect(d.hint).toMatch(/pull the image again/);
     await expectCode(store.readBlob(desc, 3), 'ELIMIT');
+    // Longer or shorter on disk than its descriptor says: ESIZE, the stored copy blamed.
+    await writeFile(store.blobPath(desc.digest), `${'x'.repeat(5000)}`);
+    const long = await expectCode(store.readBlob(desc, 100), 'ESIZE');
+    expect(long.hint).toMatch(/pull the image again/);
+    await writeFile(store.blobPath(desc.digest), 'con');
+    await expectCode(store.readBlob(desc, 100), 'ESIZE');
   });
 
   it('diskUsage counts blobs', async () => {

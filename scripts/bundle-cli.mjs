@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+/**
+ * Build step after tsc and build-validators: bundles the CLI (dist/src/cli/
+ * program.js and everything it imports) into one CommonJS file,
+ * dist/src/cli/bundle.cjs, which the installed command s2n-oci.cjs loads with
+ * a V8 code cache (why: see src/cli/s2n-oci.cts). Then runs the command once
+ * so that the cache exists before the first real start.
+ *
+ * Left out of the bundle, and loaded from node_modules when a command needs
+ * them: undici (a megabyte, used only by registry commands), the native
+ * addons (node-pty, zstd-napi). The validators build-validators.mjs
+ * generated are bundled and handed to validate.js. Every module keeps its own import.meta.url (the bundle rewrites it
+ * to the module's dist/ file), so paths found relative to a module, such as
+ * the unpack worker, the vendored schemas and bundles/, stay as they are.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const cliDir = join(repo, 'dist', 'src', 'cli');
+const outfile = join(cliDir, 'bundle.cjs');
+const { SCHEMA_FILES, schemaFolder } = await import(join(repo, 'dist', 'src', 'oci', 'schemas.js'));
+const SCHEMA_FOLDERS = [...new Set(Object.keys(SCHEMA_FILES).map(schemaFolder))];
+
+/** import.meta.url of each dist/ module, as a URL computed from the bundle's own location at run time. */
+const moduleUrls = {
+  name: 's2n-module-urls',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]dist[\\/]src[\\/].*\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const rel = relative(cliDir, args.path);
+      const contents = text.replaceAll('import.meta.url', `__s2nModuleUrl(${JSON.stringify(rel)})`);
+      if (contents.includes('import.meta')) throw new Error(`${args.path}: only import.meta.url is supported in the bundle`);
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
+// V8 checks a cache against the source's length only: never keep one from an earlier build.
+rmSync(`${outfile}.v8cache`, { force: true });
+
+// The entry: the CLI, with the generated validators handed to validate.js
+// (bundled, unlike the require() by path it does otherwise; loaded on first use).
+const entry = `
+import { providePrecompiled } from './oci/validate.js';
+${SCHEMA_FOLDERS.map((f) => `providePrecompiled('${f}', () => require('./oci/validators.${f}.generated.cjs'));`).join('\n')}
+export { main } from './cli/program.js';
+`;
+
+const result = await build({
+  stdin: { contents: entry, resolveDir: join(repo, 'dist', 'src'), sourcefile: 'bundle-entry.js', loader: 'js' },
+  outfile,
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  external: ['undici', 'node-pty', 'zstd-napi'],
+  // Smaller source, smaller cache; names kept so --debug stacks stay readable.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  banner: {
+    js: "const __s2nModuleUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;",
+  },
+  plugins: [moduleUrls],
+  logLevel: 'warning',
+  metafile: true,
+});
+
+// The bundle runs in a vm.Script, which has no import(): an external package must be require()d.
+const dynamic = /\bimport\((["'])([^"']+)\1\)/.exec(readFileSync(outfile, 'utf8'));
+if (dynamic) throw new Error(`bundle-cli: the bundle has import(${dynamic[1]}${dynamic[2]}${dynamic[1]}); load that package with createRequire() instead`);
+
+const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
+console.log(`bundle-cli: wrote ${outfile} (${Object.keys(result.metafile.inputs).length} modules, ${Math.round(bytes / 1024)} KiB)`);
+
+// The first start writes the code cache beside the bundle.
+execFileSync(process.execPath, [join(cliDir, 's2n-oci.cjs'), '--help'], { stdio: 'ignore' });
+console.log(`bundle-cli: wrote ${outfile}.v8cache`);

@@ -1,0 +1,73 @@
+/**
+ * The installed command, dist/src/cli/s2n-oci.cjs: it runs the bundle with
+ * its V8 code cache, survives a stale or damaged cache (rewriting it), and
+ * falls back to the unbundled main.js when there is no bundle. The copies
+ * live in a temp dir, so the repository's own cache is never touched.
+ */
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLI_PATH, runCli } from '../helpers/cli.js';
+import { runProcess } from '../helpers/process.js';
+
+const CLI_DIR = join(CLI_PATH, '..');
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 's2n-launcher-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A copy of the command and its bundle (no cache) in a fresh directory. */
+function copyCommand(withBundle = true): { cli: string; cache: string } {
+  mkdirSync(join(dir, 'cli'));
+  copyFileSync(join(CLI_DIR, 's2n-oci.cjs'), join(dir, 'cli', 's2n-oci.cjs'));
+  if (withBundle) copyFileSync(join(CLI_DIR, 'bundle.cjs'), join(dir, 'cli', 'bundle.cjs'));
+  return { cli: join(dir, 'cli', 's2n-oci.cjs'), cache: join(dir, 'cli', 'bundle.cjs.v8cache') };
+}
+
+async function version(cli: string): Promise<{ out: string; cache: string | undefined }> {
+  const r = await runProcess(process.execPath, [cli, '--version'], { env: { ...process.env, S2N_OCI_TIMING: '1' } });
+  expect(r.code, r.stderr).toBe(0);
+  return { out: r.stdout.trim(), cache: /code cache (\w+)/.exec(r.stderr)?.[1] };
+}
+
+describe('s2n-oci.cjs, the installed command', () => {
+  it('the build leaves a cache that this Node accepts', async () => {
+    const r = await runCli(['--version'], { env: { S2N_OCI_TIMING: '1' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('code cache accepted');
+  });
+
+  it('without a cache it runs, writes one, and the next start uses it', async () => {
+    const { cli, cache } = copyCommand();
+    expect(await version(cli)).toEqual({ out: '0.1.0', cache: 'none' });
+    expect(statSync(cache).size).toBeGreaterThan(1000);
+    expect(await version(cli)).toEqual({ out: '0.1.0', cache: 'accepted' });
+  });
+
+  it('a damaged cache is rejected by V8, the command still works, and the cache is rewritten', async () => {
+    const { cli, cache } = copyCommand();
+    writeFileSync(cache, Buffer.alloc(4096, 7));
+    expect(await version(cli)).toEqual({ out: '0.1.0', cache: 'rejected' });
+    expect(readFileSync(cache).equals(Buffer.alloc(4096, 7))).toBe(false);
+    expect(await version(cli)).toEqual({ out: '0.1.0', cache: 'accepted' });
+  });
+
+  it('a cache it cannot write is no error: every start compiles', async () => {
+    const { cli, cache } = copyCommand();
+    mkdirSync(cache); // a directory where the file would go: the write fails, whoever we run as
+    expect((await version(cli)).out).toBe('0.1.0');
+    expect((await version(cli)).out).toBe('0.1.0');
+  });
+
+  it('without a bundle (a tsc-only build) it runs main.js beside it', async () => {
+    const { cli } = copyCommand(false);
+    writeFileSync(join(dir, 'cli', 'main.js'), "process.stdout.write('unbundled ' + process.argv.slice(2).join(' '));\n");
+    writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
+    const r = await runProcess(process.execPath, [cli, 'images', '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('unbundled images -q');
+  });
+});
