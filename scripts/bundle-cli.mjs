@@ -3,8 +3,8 @@
  * Build step after tsc and build-validators: bundles the CLI (dist/src/cli/
  * program.js and everything it imports) into one CommonJS file,
  * dist/src/cli/bundle.cjs, which the installed command s2n-oci.cjs loads with
- * a V8 code cache (why: see src/cli/s2n-oci.cts). Then runs the command once
- * so that the cache exists before the first real start.
+ * a V8 code cache (why: see src/cli/s2n-oci.cts). Then writes that cache
+ * after a training run (src/cli/warm-up.ts).
  *
  * Left out of the bundle, and loaded from node_modules when a command needs
  * them: undici (a megabyte, used only by registry commands), the native
@@ -49,6 +49,7 @@ const entry = `
 import { providePrecompiled } from './oci/validate.js';
 ${SCHEMA_FOLDERS.map((f) => `providePrecompiled('${f}', () => require('./oci/validators.${f}.generated.cjs'));`).join('\n')}
 export { main } from './cli/program.js';
+export { warmUp } from './cli/warm-up.js';
 `;
 
 const result = await build({
@@ -77,6 +78,6 @@ if (dynamic) throw new Error(`bundle-cli: the bundle has import(${dynamic[1]}${d
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
 console.log(`bundle-cli: wrote ${outfile} (${Object.keys(result.metafile.inputs).length} modules, ${Math.round(bytes / 1024)} KiB)`);
 
-// The first start writes the code cache beside the bundle.
-execFileSync(process.execPath, [join(cliDir, 's2n-oci.cjs'), '--help'], { stdio: 'ignore' });
+// A training run writes the code cache beside the bundle.
+execFileSync(process.execPath, [join(cliDir, 's2n-oci.cjs')], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, S2N_OCI_CODE_CACHE: 'warm-up' } });
 console.log(`bundle-cli: wrote ${outfile}.v8cache`);

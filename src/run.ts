@@ -3,7 +3,8 @@
  * config.json → runtime. Each step is a module of its own; this file only
  * orders them and writes the few per-container files of the bundle.
  */
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+// Synchronous file calls: a few small files per run, on the start-up path users wait on (see runtime/state.ts).
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ensureImage, type PullPolicy } from './ensure-image.js';
@@ -83,8 +84,8 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
       cacheDir: stateRoot.dir,
       notice: io.notice,
     });
-    const [facts, nofile] = await Promise.all([(async () => probeHost(runtime, await planP, cgroup))(), nofileHard()]);
-    return { runtime, host: { ...facts, hostname: hostname(), ...nofile } };
+    const facts = await probeHost(runtime, await planP, cgroup);
+    return { runtime, host: { ...facts, hostname: hostname(), ...nofileHard() } };
   })();
   const stateP = StateStore.open(stateRoot.dir).then(async (s) => (await cleanupStale(s), s));
   const [image, plan, { runtime, host }, state] = await Promise.all([imageP, planP, hostP, stateP]);
@@ -126,11 +127,11 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
     });
     mark('spec generated');
     for (const w of warnings) io.notice(`warning: ${w}`);
-    await writeEtcFiles(files, spec.hostname ?? id.slice(0, 12), req.options.network ?? 'host');
+    writeEtcFiles(files, spec.hostname ?? id.slice(0, 12), req.options.network ?? 'host');
     const args = spec.process?.args ?? [];
     const pathVar = spec.process?.env?.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
     if (args[0] !== undefined) await checkExecutable(rootfs, args[0], pathVar, spec.process?.cwd ?? '/');
-    await writeFile(join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`);
+    writeFileSync(join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`);
     mark('config written');
     return await launchContainer({
       ...(rootfsCopy ? { rootfsCopy } : {}),
@@ -164,13 +165,27 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
 }
 
 /** /etc/hosts, /etc/resolv.conf and /etc/hostname for the container, as podman provides them. */
-async function writeEtcFiles(files: { hosts: string; resolvConf: string; hostname: string }, hostname: string, network: 'host' | 'none'): Promise<void> {
+function writeEtcFiles(files: { hosts: string; resolvConf: string; hostname: string }, hostname: string, network: 'host' | 'none'): void {
   let hosts = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
-  if (network === 'host') hosts = (await readFile('/etc/hosts', 'utf8').catch(() => hosts)).replace(/\n?$/, '\n');
-  await writeFile(files.hosts, `${hosts}127.0.1.1\t${hostname}\n`);
-  if (network === 'host') await copyFile('/etc/resolv.conf', files.resolvConf).catch(() => writeFile(files.resolvConf, ''));
-  else await writeFile(files.resolvConf, '# --network none: no name servers\n');
-  await writeFile(files.hostname, `${hostname}\n`);
+  if (network === 'host') hosts = (readOr('/etc/hosts') ?? hosts).replace(/\n?$/, '\n');
+  writeFileSync(files.hosts, `${hosts}127.0.1.1\t${hostname}\n`);
+  if (network === 'none') writeFileSync(files.resolvConf, '# --network none: no name servers\n');
+  else {
+    try {
+      copyFileSync('/etc/resolv.conf', files.resolvConf);
+    } catch {
+      writeFileSync(files.resolvConf, '');
+    }
+  }
+  writeFileSync(files.hostname, `${hostname}\n`);
+}
+
+function readOr(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -178,8 +193,8 @@ async function writeEtcFiles(files: { hosts: string; resolvConf: string; hostnam
  * getrlimit). A container cannot be given more unless we hold
  * CAP_SYS_RESOURCE, which even root may lack inside another container.
  */
-async function nofileHard(): Promise<{ nofileHard?: number }> {
-  const text = await readFile('/proc/self/limits', 'utf8').catch(() => '');
+function nofileHard(): { nofileHard?: number } {
+  const text = readOr('/proc/self/limits') ?? '';
   const m = /^Max open files\s+\S+\s+(\d+)/m.exec(text);
   return m?.[1] !== undefined ? { nofileHard: Number(m[1]) } : {};
 }

@@ -11,7 +11,9 @@
  * V8 checks the cache against its own version, flags and the source, and
  * rejects a stale one; then the bundle is compiled normally and a fresh cache
  * is written on exit where the install is writable (rename: concurrent runs
- * never see half a file). Without a bundle (a tsc-only build), main.js runs.
+ * never see half a file). The build writes the first cache after a training
+ * run (warm-up.ts), so that the run path is in it. Without a bundle (a
+ * tsc-only build), main.js runs.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -20,7 +22,12 @@ import { Script } from 'node:vm';
 
 interface CliBundle {
   main(argv: string[]): Promise<void>;
+  /** The build's training run for the cache (src/cli/warm-up.ts). */
+  warmUp(): Promise<void>;
 }
+
+/** Set by the build (scripts/bundle-cli.mjs): run warmUp() instead of the CLI, then write the cache. */
+const WARM_UP = process.env.S2N_OCI_CODE_CACHE === 'warm-up';
 
 const BUNDLE = join(__dirname, 'bundle.cjs');
 const CACHE = `${BUNDLE}.v8cache`;
@@ -55,18 +62,21 @@ function loadBundle(): CliBundle {
   const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: object, f: string, d: string) => void;
   wrapper.call(mod.exports, mod.exports, createRequire(BUNDLE), mod, BUNDLE, dirname(BUNDLE));
   // Written at exit, so the functions this run compiled are in it too.
-  if (script.cachedDataRejected !== false) process.once('exit', () => writeCache(script));
+  if (WARM_UP || script.cachedDataRejected !== false) process.once('exit', () => writeCache(script));
   if (process.env.S2N_OCI_TIMING === '1') {
     const cache = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
     process.stderr.write(`s2n-oci timing ${performance.now().toFixed(1)} ms bundle loaded (code cache ${cache})\n`);
   }
-  if (typeof mod.exports.main !== 'function') throw new Error(`${BUNDLE} exports no main(); rebuild s2n-oci (npm run build)`);
+  if (typeof mod.exports.main !== 'function' || typeof mod.exports.warmUp !== 'function') {
+    throw new Error(`${BUNDLE} is not the CLI bundle; rebuild s2n-oci (npm run build)`);
+  }
   return mod.exports as CliBundle;
 }
 
 function start(): Promise<void> {
   if (!existsSync(BUNDLE)) return import('./main.js').then(() => undefined);
-  return loadBundle().main(process.argv);
+  const bundle = loadBundle();
+  return WARM_UP ? bundle.warmUp() : bundle.main(process.argv);
 }
 
 start().catch((e: unknown) => {

@@ -16,6 +16,7 @@
  * The unpacker (tar-stream, decompressors) is imported only for a build: a
  * warm `run` should not pay tens of ms to load it.
  */
+import { readFileSync } from 'node:fs';
 import { lstat, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S2nError, isS2nError, sysCode } from '../errors.js';
@@ -89,7 +90,8 @@ export class RootfsCache {
   private async valid(manifestDigest: string, plan: IdPlan): Promise<boolean> {
     let m: RootfsMarker;
     try {
-      m = JSON.parse(await readFile(join(this.entryDir(manifestDigest, plan.mode), MARKER), 'utf8')) as RootfsMarker;
+      // Synchronous: read on every run (see runtime/state.ts).
+      m = JSON.parse(readFileSync(join(this.entryDir(manifestDigest, plan.mode), MARKER), 'utf8')) as RootfsMarker;
     } catch (e) {
       if (sysCode(e) === 'ENOENT' || e instanceof SyntaxError) return false;
       throw e;

@@ -1,5 +1,5 @@
 /** The account files of a rootfs, which the runtime spec needs to resolve USER names. */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import type { EtcFiles } from '../runtime-spec/user.js';
 import { resolveInRoot } from '../unpack/resolve.js';
 
@@ -7,7 +7,8 @@ import { resolveInRoot } from '../unpack/resolve.js';
 export async function readEtcFiles(rootfs: string): Promise<EtcFiles> {
   const read = async (name: string): Promise<string | undefined> => {
     try {
-      return await readFile(await resolveInRoot(rootfs, name), 'utf8');
+      // Synchronous: two small files on every run (see runtime/state.ts).
+      return readFileSync(await resolveInRoot(rootfs, name), 'utf8');
     } catch {
       return undefined;
     }

@@ -5,7 +5,8 @@
  * since `run` should not pay for an extra process.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { access, constants, mkdir, rename, writeFile } from 'node:fs/promises';
 import { basename, delimiter, isAbsolute, join, resolve } from 'node:path';
 import { S2nError } from '../errors.js';
 
@@ -126,14 +127,14 @@ async function cachedVersion(cacheDir: string | undefined, path: string, probe: 
   const file = join(cacheDir, 'runtime-versions.json');
   let key: string;
   try {
-    const st = await stat(path);
+    const st = statSync(path);
     key = `${path}:${st.size}:${st.mtimeMs}`;
   } catch {
     return probe();
   }
   let cache: Record<string, { version: string; specVersion?: string }> = {};
   try {
-    cache = JSON.parse(await readFile(file, 'utf8')) as typeof cache;
+    cache = JSON.parse(readFileSync(file, 'utf8')) as typeof cache;
   } catch {
     /* none yet */
   }

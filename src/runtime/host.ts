@@ -3,7 +3,8 @@
  * what this user may manage, whether user namespaces are allowed, newuidmap.
  * Reads only /proc and /sys; the paths are parameters so tests use fixtures.
  */
-import { access, constants, readFile, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { access, constants, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S2nError } from '../errors.js';
 import type { CgroupVersion, HostFacts } from '../runtime-spec/host-facts.js';
@@ -82,7 +83,8 @@ const REAL: HostPaths = { mountinfo: '/proc/self/mountinfo', selfCgroup: '/proc/
 
 async function readText(p: string): Promise<string | undefined> {
   try {
-    return await readFile(p, 'utf8');
+    // Synchronous: /proc files, read on every run (see runtime/state.ts).
+    return readFileSync(p, 'utf8');
   } catch {
     return undefined;
   }

@@ -16,6 +16,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess, StdioOptions } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
@@ -78,7 +79,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 async function readPid(pidFile: string): Promise<number | undefined> {
   try {
-    const n = Number((await readFile(pidFile, 'utf8')).trim());
+    const n = Number(readFileSync(pidFile, 'utf8').trim());
     return Number.isInteger(n) && n > 0 ? n : undefined;
   } catch {
     return undefined;
@@ -112,8 +113,8 @@ function markDone(gone: { done: boolean; wake?: () => void }): void {
 
 export async function runContainer(o: RunContainerOptions): Promise<number> {
   if (o.detach) return startDetached(o);
-  await rm(o.pidFile, { force: true });
-  await rm(o.runtimeLog, { force: true });
+  rmSync(o.pidFile, { force: true });
+  rmSync(o.runtimeLog, { force: true });
   const signals = o.signals ?? process;
   const exited: { done: boolean; wake?: () => void } = { done: false };
   let pid: number | undefined;

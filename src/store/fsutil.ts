@@ -1,6 +1,7 @@
 /** Small file-system helpers shared by the store, its locks, leases and GC. */
 import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { S2nError, sysCode } from '../errors.js';
 
@@ -70,7 +71,8 @@ export async function writeNewFile(path: string, data: string | Buffer): Promise
 /** The file's content, or undefined when it does not exist. */
 export async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(path);
+    // Synchronous: used for the store's small JSON files (index, layout), read on every command.
+    return readFileSync(path);
   } catch (e) {
     if (sysCode(e) === 'ENOENT') return undefined;
     throw e;

@@ -15,7 +15,7 @@
  * could be swept before it is tagged. The store assumes one host: pid
  * liveness decides which leftovers are stale.
  */
-import { closeSync, createReadStream, open as openCb, openSync, readSync } from 'node:fs';
+import { closeSync, createReadStream, mkdirSync, open as openCb, openSync, readSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
@@ -109,7 +109,8 @@ export class ContentStore implements ImageSink {
   }
 
   private async init(): Promise<void> {
-    await mkdir(this.root, { recursive: true });
+    // Synchronous mkdirs: every command opens the store, and these exist after the first.
+    mkdirSync(this.root, { recursive: true });
     const layoutPath = join(this.root, 'oci-layout');
     let layout = await readIfExists(layoutPath);
     if (layout === undefined) {
@@ -124,7 +125,7 @@ export class ContentStore implements ImageSink {
       layout = await readFile(layoutPath);
     }
     this.checkLayout(layoutPath, layout);
-    for (const d of [join(this.blobsDir, 'sha256'), this.ingestDir, this.locksDir, this.leasesDir]) await mkdir(d, { recursive: true });
+    for (const d of [join(this.blobsDir, 'sha256'), this.ingestDir, this.locksDir, this.leasesDir]) mkdirSync(d, { recursive: true });
     const emptyIndex: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
     await createOnce(this.indexPath, JSON.stringify(emptyIndex), join(this.ingestDir, privateName()));
   }

@@ -3,8 +3,7 @@
  * mappings. The runtime config uses exactly these mappings, so a rootfs built
  * under a plan and a container run under it agree on every uid.
  */
-import { constants as fsc } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { accessSync, constants as fsc, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { sysCode } from '../errors.js';
@@ -92,7 +91,8 @@ export function planIds(input: PlanInput): PlanResult {
 
 async function readOrEmpty(path: string): Promise<string> {
   try {
-    return await readFile(path, 'utf8');
+    // Synchronous: read on every run (see runtime/state.ts).
+    return readFileSync(path, 'utf8');
   } catch (e) {
     if (sysCode(e) === 'ENOENT' || sysCode(e) === 'EACCES') return '';
     throw e;
@@ -105,7 +105,7 @@ export async function findOnPath(program: string, path = process.env.PATH ?? '')
     if (dir === '') continue;
     const p = join(dir, program);
     try {
-      await access(p, fsc.X_OK);
+      accessSync(p, fsc.X_OK);
       return p;
     } catch {
       /* next */
