@@ -6,12 +6,14 @@
  * a V8 code cache (why: see src/cli/s2n-oci.cts). Then writes that cache
  * after a training run (src/cli/warm-up.ts).
  *
- * Left out of the bundle, and loaded from node_modules when a command needs
- * them: undici (a megabyte, used only by registry commands), the native
- * addons (node-pty, zstd-napi). The validators build-validators.mjs
- * generated are bundled and handed to validate.js. Every module keeps its own import.meta.url (the bundle rewrites it
- * to the module's dist/ file), so paths found relative to a module, such as
- * the unpack worker, the vendored schemas and bundles/, stay as they are.
+ * Left out of the bundle: the native addons (node-pty, zstd-napi), loaded
+ * from node_modules when a command needs them. undici is in: its ~60 files
+ * cost a registry command ~25 ms to resolve and compile, and inside the
+ * bundle it is evaluated only by the commands that import it. The validators
+ * build-validators.mjs generated are bundled and handed to validate.js.
+ * Every module keeps its own import.meta.url (the bundle rewrites it to the
+ * module's dist/ file), so paths found relative to a module, such as the
+ * unpack worker, the vendored schemas and bundles/, stay as they are.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
@@ -59,7 +61,7 @@ const result = await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  external: ['undici', 'node-pty', 'zstd-napi'],
+  external: ['node-pty', 'zstd-napi'],
   // Smaller source, smaller cache; names kept so --debug stacks stay readable.
   minifyWhitespace: true,
   minifySyntax: true,

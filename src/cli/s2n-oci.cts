@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The installed `s2n-oci` command. It runs bundle.cjs (the whole CLI but
- * undici and the native addons, in one CommonJS file written by
+ * the native addons, in one CommonJS file written by
  * scripts/bundle-cli.mjs) with a V8 code cache beside it, because start-up is
  * what a container runner is judged on: tsc's ~50 ES modules cost ~35 ms to
  * resolve, read and compile on every start, the bundle without a cache ~20 ms,

@@ -41,29 +41,36 @@ describe('lazy commands', () => {
   });
 });
 
-/** Runs the built CLI with a preload that records which packages it loaded. */
-async function loadedPackages(args: string[]): Promise<{ packages: string[]; files: string[]; code: number | null; stderr: string }> {
+/** Runs the built CLI with a preload that records which packages and which Node built-ins it loaded. */
+async function loadedPackages(args: string[]): Promise<{ packages: string[]; files: string[]; builtins: string[]; code: number | null; stderr: string }> {
   const dir = tempDir();
   const out = join(dir, 'loaded.json');
   const preload = join(dir, 'record.cjs');
-  // ESM imports of CommonJS packages go through require.cache too.
-  writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache))));\n`);
+  // ESM imports of CommonJS packages go through require.cache too; process.moduleLoadList names the built-ins.
+  writeFileSync(
+    preload,
+    `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({ files: Object.keys(require.cache), builtins: process.moduleLoadList })));\n`,
+  );
   const r = await runCli(args, { env: { NODE_OPTIONS: `--require ${preload}` } });
-  const files = JSON.parse(readFileSync(out, 'utf8')) as string[];
-  const packages = [...new Set(files.flatMap((f) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f)?.[1] ?? []))].sort();
-  return { packages, files, code: r.code, stderr: r.stderr };
+  const loaded = JSON.parse(readFileSync(out, 'utf8')) as { files: string[]; builtins: string[] };
+  const packages = [...new Set(loaded.files.flatMap((f) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f)?.[1] ?? []))].sort();
+  const builtins = loaded.builtins.flatMap((m) => /^NativeModule (.+)$/.exec(m)?.[1] ?? []);
+  return { packages, files: loaded.files, builtins, code: r.code, stderr: r.stderr };
 }
 
+/** What only the registry client (undici) brings in. */
+const HTTP_STACK = ['http', 'tls', 'http2'];
+
 describe('startup of the built CLI', () => {
-  // commander, the validators and ajv's small runtime helpers are inside the bundle; undici and
-  // ajv's compiler would come from node_modules, and only when a command needs them.
-  it('--help loads nothing from node_modules', async () => {
+  // Everything is inside the bundle; a module of it is evaluated only when its command needs it.
+  it('--help loads nothing from node_modules and no HTTP stack', async () => {
     const r = await loadedPackages(['--help']);
     expect(r.code).toBe(0);
     expect(r.packages).toEqual([]);
+    expect(r.builtins.filter((b) => HTTP_STACK.includes(b))).toEqual([]);
   });
 
-  it('images and inspect validate with the bundled precompiled validators, without undici or the ajv compiler', async () => {
+  it('images and inspect validate with the bundled precompiled validators, without the HTTP stack or the ajv compiler', async () => {
     const sb = cliSandbox();
     const img = await smallImage();
     const store = await ContentStore.open(sb.root);
@@ -77,12 +84,13 @@ describe('startup of the built CLI', () => {
       expect(r.code).toBe(0);
       expect(r.packages).toEqual([]);
       expect(r.files.filter((f) => f.endsWith('.generated.cjs'))).toEqual([]);
+      expect(r.builtins.filter((b) => HTTP_STACK.includes(b))).toEqual([]);
     }
   });
 
-  it('pull loads undici from node_modules (it is left out of the bundle)', async () => {
+  it('pull brings in the HTTP stack (the probe above can see it)', async () => {
     const r = await loadedPackages(['pull', '127.0.0.1:9/nothing:here']);
     expect(r.code).toBe(125);
-    expect(r.packages).toContain('undici');
+    expect(r.builtins).toEqual(expect.arrayContaining(HTTP_STACK));
   });
 });
