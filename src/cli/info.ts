@@ -36,7 +36,7 @@ export function render(r: HostReport): string {
   if (r.user.rootless) lines.push(`subuid:            ${ranges(r.subuid)}; subgid: ${ranges(r.subgid)}`);
   const cg = r.cgroup;
   lines.push(`cgroups:           ${cg.version === 'hybrid' ? 'v1+v2 hybrid' : `v${cg.version}`}${cg.ownPath ? ` (own cgroup ${cg.ownPath})` : ''}`);
-  lines.push(`limits:            ${cg.canManage ? `enforced (${cg.controllers.join(', ')})` : 'cannot be enforced'}`);
+  lines.push(`limits:            ${cg.canManage ? `enforced (${cg.controllers.join(', ')})${cg.parent ? `, in cgroups under ${cg.parent}` : ''}` : 'cannot be enforced'}`);
   lines.push(`store:             ${r.store}`);
   lines.push(`state:             ${r.state}`);
   if (r.problems.length > 0) {

@@ -222,6 +222,10 @@ export function generateSpec(input: GenerateInput): GenerateResult {
   }
   const res = resources(input, caps, warnings);
   if (res !== undefined) linux.resources = res;
+  // Rootless limits need a cgroup this user may create: under the delegated parent. (Root's runtime picks its own.)
+  if (userns && host.cgroup.parent !== undefined && input.id !== undefined && (res?.memory ?? res?.cpu ?? res?.pids) !== undefined) {
+    linux.cgroupsPath = posix.join(host.cgroup.parent, `s2n-oci-${input.id}`);
+  }
   if (!privileged && (options.seccomp ?? profile.seccomp ?? true)) linux.seccomp = defaultSeccomp(caps, image.architecture);
   if (!privileged) {
     linux.maskedPaths = [...MASKED_PATHS];

@@ -19,6 +19,11 @@ export interface HostFacts {
     canManage: boolean;
     /** Controllers this user may use, e.g. ['cpu', 'memory', 'pids']. */
     controllers: string[];
+    /**
+     * Rootless on cgroup v2: the delegated cgroup (a path in the v2 hierarchy)
+     * under which a container with limits gets its own cgroup.
+     */
+    parent?: string;
   };
   runtime: {
     name: 'runc' | 'crun';

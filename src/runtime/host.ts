@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { access, constants, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { S2nError } from '../errors.js';
 import type { CgroupVersion, HostFacts } from '../runtime-spec/host-facts.js';
 import type { IdPlan } from '../userns/types.js';
@@ -21,6 +21,8 @@ export interface CgroupFacts {
   v1Controllers: string[];
   canManage: boolean;
   controllers: string[];
+  /** Rootless on v2: where container cgroups go (the parent of ownPath, delegated to this user). */
+  parent?: string;
   /** Why limits cannot be set, with the fix, when canManage is false. */
   problem?: Problem;
 }
@@ -104,14 +106,19 @@ export async function probeCgroup(uid: number, paths: HostPaths = REAL): Promise
   const ownPath = ownCgroup2Path((await readText(paths.selfCgroup)) ?? '');
   const base: CgroupFacts = { ...layout, ...(ownPath !== undefined ? { ownPath } : {}), canManage: false, controllers: [] };
   if (layout.version === 2 && layout.unifiedMount !== undefined && ownPath !== undefined) {
-    const dir = join(paths.fsRoot, layout.unifiedMount, ownPath);
+    // Rootless, the container's cgroup is made beside ours, not inside: cgroup v2 lets no cgroup that
+    // holds a process (ours) hand controllers to children. So it is our parent that must be delegated
+    // to us, as systemd does for everything under user@UID.service.
+    const parent = uid === 0 ? ownPath : posix.dirname(ownPath);
+    const dir = join(paths.fsRoot, layout.unifiedMount, parent);
     const controllers = ((await readText(join(dir, 'cgroup.controllers'))) ?? '').trim().split(/\s+/).filter(Boolean);
-    const canWrite = uid === 0 || ((await writable(dir)) && (await writable(join(dir, 'cgroup.subtree_control'))));
+    const canWrite = uid === 0 || (parent !== ownPath && (await writable(dir)) && (await writable(join(dir, 'cgroup.subtree_control'))));
     base.controllers = controllers;
     base.canManage = canWrite && controllers.length > 0;
+    if (base.canManage && uid !== 0) base.parent = parent;
     if (!base.canManage) {
       base.problem = {
-        message: `cgroup ${ownPath} is not delegated to uid ${uid}: memory, CPU and pids limits cannot be enforced`,
+        message: `cgroup ${parent} is not delegated to uid ${uid}: memory, CPU and pids limits cannot be enforced`,
         fix: 'run inside a delegated systemd scope: systemd-run --user --scope -p Delegate=yes s2n-oci run …',
       };
     }
@@ -238,7 +245,7 @@ export async function probeHost(runtime: RuntimeInfo, ids: IdPlan, cgroup?: Cgro
     uid,
     gid,
     rootless: uid !== 0,
-    cgroup: { version: cg.version, canManage: cg.canManage, controllers: cg.controllers },
+    cgroup: { version: cg.version, canManage: cg.canManage, controllers: cg.controllers, ...(cg.parent !== undefined ? { parent: cg.parent } : {}) },
     runtime: { name: runtime.name, version: runtime.version },
     ids,
   };

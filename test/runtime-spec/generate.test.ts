@@ -348,6 +348,20 @@ describe('resources', () => {
     ]);
   });
 
+  it('rootless limits on a delegated v2 host put the container in its own cgroup under the delegated parent', () => {
+    const parent = '/user.slice/user-1000.slice/user@1000.service/app.slice';
+    const host = rootlessHost({ cgroup: { version: 2, canManage: true, controllers: ['cpu', 'memory', 'pids'], parent } });
+    const id = 'a'.repeat(64);
+    const limited = gen({ host, id, options: { memory: 64 * 1024 ** 2 } }).spec.linux;
+    expect(limited.cgroupsPath).toBe(`${parent}/s2n-oci-${id}`);
+    expect(limited.resources?.memory).toEqual({ limit: 64 * 1024 ** 2 });
+    // No limits: the runtime's default placement, as before.
+    expect(gen({ host, id }).spec.linux.cgroupsPath).toBeUndefined();
+    // Root: the runtime places it.
+    const root = rootHost({ cgroup: { version: 2, canManage: true, controllers: ['cpu', 'memory', 'pids'] } });
+    expect(gen({ host: root, id, options: { memory: 64 * 1024 ** 2 } }).spec.linux.cgroupsPath).toBeUndefined();
+  });
+
   it('pids-limit 0 or -1 means unlimited', () => {
     expect(gen({ options: { pidsLimit: -1 } }).spec.linux.resources).toEqual({ devices: [{ allow: false, access: 'rwm' }] });
     const profile = { ...DEFAULT_PROFILE, pidsLimit: 256 };

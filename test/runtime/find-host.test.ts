@@ -82,22 +82,34 @@ describe('cgroup detection', () => {
     expect(ownCgroup2Path('12:pids:/x\n0::/user.slice/user-1000.slice/session-2.scope\n')).toBe('/user.slice/user-1000.slice/session-2.scope');
   });
 
-  it('reads delegated controllers of the own cgroup on a v2 host', async () => {
+  it('on a v2 host, rootless limits need our parent cgroup delegated (the container cgroup goes beside ours)', async () => {
     const d = tempDir();
-    const own = '/user.slice/user-1000.slice/user@1000.service/app.slice';
-    const dir = join(d, 'sys/fs/cgroup', own);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'cgroup.controllers'), 'cpu memory pids\n');
-    writeFileSync(join(dir, 'cgroup.subtree_control'), '');
+    const parent = '/user.slice/user-1000.slice/user@1000.service/app.slice';
+    const own = `${parent}/app-term.scope`;
+    const at = (p: string): string => join(d, 'sys/fs/cgroup', p);
+    mkdirSync(at(own), { recursive: true });
+    writeFileSync(join(at(parent), 'cgroup.controllers'), 'cpu memory pids\n');
+    writeFileSync(join(at(parent), 'cgroup.subtree_control'), '');
+    writeFileSync(join(at(own), 'cgroup.controllers'), 'io\n');
     writeFileSync(join(d, 'mountinfo'), V2);
     writeFileSync(join(d, 'cgroup'), `0::${own}\n`);
     const paths = { mountinfo: join(d, 'mountinfo'), selfCgroup: join(d, 'cgroup'), fsRoot: d };
-    // We own the fixture, so it is "delegated"; with no controllers nothing can be managed.
-    expect(await probeCgroup(1000, paths)).toMatchObject({ version: 2, ownPath: own, controllers: ['cpu', 'memory', 'pids'], canManage: true });
-    writeFileSync(join(dir, 'cgroup.controllers'), '\n');
+    // We own the fixture, so it is "delegated": the parent's controllers are what a container can use.
+    expect(await probeCgroup(1000, paths)).toMatchObject({ version: 2, ownPath: own, controllers: ['cpu', 'memory', 'pids'], canManage: true, parent });
+    // Root uses its own cgroup's controllers and lets the runtime place the container.
+    const root = await probeCgroup(0, paths);
+    expect(root).toMatchObject({ canManage: true, controllers: ['io'] });
+    expect(root.parent).toBeUndefined();
+    writeFileSync(join(at(parent), 'cgroup.controllers'), '\n');
     const none = await probeCgroup(1000, paths);
     expect(none.canManage).toBe(false);
+    expect(none.parent).toBeUndefined();
+    expect(none.problem?.message).toContain(`cgroup ${parent} is not delegated`);
     expect(none.problem?.fix).toMatch(/systemd-run --user --scope -p Delegate=yes/);
+    // In the root cgroup there is no parent to use.
+    writeFileSync(join(d, 'cgroup'), '0::/\n');
+    writeFileSync(join(d, 'sys/fs/cgroup/cgroup.controllers'), 'cpu memory pids\n');
+    expect((await probeCgroup(1000, paths)).canManage).toBe(false);
     writeFileSync(join(d, 'mountinfo'), HYBRID);
     expect(await probeCgroup(1000, paths)).toMatchObject({ version: 'hybrid', canManage: false });
     expect(await probeCgroup(0, paths)).toMatchObject({ version: 'hybrid', canManage: true, controllers: ['cpu', 'memory', 'pids'] });
