@@ -64,6 +64,10 @@ const result = await build({
   external: ['node-pty', 'zstd-napi'],
   // Smaller source, smaller cache; names kept so --debug stacks stay readable.
   minifyWhitespace: true,
+  // Licence comments go to bundle.cjs.LEGAL.txt: they are the only non-ASCII text, and an
+  // all-ASCII bundle can be read as latin1 (checked below; why: src/cli/s2n-oci.cts).
+  legalComments: 'external',
+  charset: 'ascii',
   minifySyntax: true,
   banner: {
     js: "const __s2nModuleUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;",
@@ -73,8 +77,11 @@ const result = await build({
   metafile: true,
 });
 
+const text = readFileSync(outfile, 'utf8');
+const nonAscii = /[^\x00-\x7f]/.exec(text);
+if (nonAscii) throw new Error(`bundle-cli: the bundle has a non-ASCII character (${JSON.stringify(nonAscii[0])} at ${nonAscii.index}); s2n-oci.cjs reads it as latin1`);
 // The bundle runs in a vm.Script, which has no import(): an external package must be require()d.
-const dynamic = /\bimport\((["'])([^"']+)\1\)/.exec(readFileSync(outfile, 'utf8'));
+const dynamic = /\bimport\((["'])([^"']+)\1\)/.exec(text);
 if (dynamic) throw new Error(`bundle-cli: the bundle has import(${dynamic[1]}${dynamic[2]}${dynamic[1]}); load that package with createRequire() instead`);
 
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);

@@ -52,7 +52,8 @@ function writeCache(script: Script): void {
 
 function loadBundle(): CliBundle {
   const cachedData = readCache();
-  const source = readFileSync(BUNDLE, 'utf8');
+  // latin1: the build checks the bundle is all ASCII, and latin1 skips UTF-8 decoding (~1-2 ms for 1.4 MB).
+  const source = readFileSync(BUNDLE, 'latin1');
   // CommonJS's own wrapper, so the bundle sees the usual module variables.
   const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: BUNDLE,
