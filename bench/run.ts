@@ -15,7 +15,8 @@
  *   crun refuses this hybrid cgroup host) when podman works here.
  *
  * `--cli` adds a row for any command line. Every row runs once unmeasured,
- * then the rows take turns, so drift on this shared machine hits all alike.
+ * then the rows take turns in a new order each round, so drift on this shared
+ * machine, and what one row leaves warm for the next, hit all alike.
  *
  *   npm run bench:run -- [--runs N] [--cli "…"] [--user NAME]
  *
@@ -191,9 +192,12 @@ async function benchIn(work: string): Promise<void> {
     const m = await wall(r.argv, r.env ?? process.env);
     if (m.code !== 0) throw new Error(`${r.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
   }
-  const times = new Map<string, number[]>();
+  const times = new Map<string, number[]>(rows.map((r) => [r.name, []]));
   for (let i = 0; i < runs; i++) {
-    for (const r of rows) {
+    // A fresh order every round: a runtime started right after another one starts faster (seen
+    // here: ~22 ms against ~33 ms for runc after a pause), so a fixed order would favour whichever
+    // row follows a runtime row.
+    for (const r of shuffled(rows, i)) {
       const m = await wall(r.argv, r.env ?? process.env);
       if (m.code !== 0) throw new Error(`${r.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
       times.set(r.name, [...(times.get(r.name) ?? []), m.ms]);
@@ -225,6 +229,18 @@ async function benchIn(work: string): Promise<void> {
   }
   console.log('\ns2n-oci run against the target of issue 5: bare runtime + node -e 0 + 30 ms (medians; the runtime on the minimal bundle, and on the one s2n-oci generates)');
   printTable(goal);
+}
+
+/** `items` in an order fixed by `seed` (Fisher-Yates with a small LCG: repeatable runs). */
+function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const out = [...items];
+  let x = Math.imul(seed + 1, 2654435761) >>> 0;
+  for (let i = out.length - 1; i > 0; i--) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const j = (x >>> 8) % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 main().catch((e: unknown) => {
