@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CLI_PATH, runCli } from '../helpers/cli.js';
+import { CAN_RUN_AS_USER, CLI_PATH, runCli } from '../helpers/cli.js';
 import { runProcess } from '../helpers/process.js';
 
 const CLI_DIR = join(CLI_PATH, '..');
@@ -36,6 +36,12 @@ async function version(cli: string): Promise<{ out: string; cache: string | unde
 describe('s2n-oci.cjs, the installed command', () => {
   it('the build leaves a cache that this Node accepts', async () => {
     const r = await runCli(['--version'], { env: { S2N_OCI_TIMING: '1' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('code cache accepted');
+  });
+
+  it.runIf(CAN_RUN_AS_USER)('an unprivileged user, who cannot write the install, uses the same cache', async () => {
+    const r = await runCli(['--version'], { as: 'user', env: { S2N_OCI_TIMING: '1' } });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('code cache accepted');
   });
