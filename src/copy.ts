@@ -60,6 +60,8 @@ const layerTypes = new Set<string>([
  * written last, so a sink never holds a manifest whose blobs are missing.
  */
 export async function copyImage(src: ImageSource, dst: ImageSink, opts: CopyOptions = {}): Promise<CopyResult> {
+  // An 'abort' listener never hears a signal that fired before it was added.
+  opts.signal?.throwIfAborted();
   const emit = opts.onEvent ?? (() => {});
   const want = opts.platform ?? hostPlatform();
   const budget = { left: Limits.totalJsonBytes };

@@ -32,6 +32,7 @@ export async function ensureImage(store: ContentStore, ref: string, o: EnsureIma
     o.notice?.(`pulling ${ref}`);
     // Imported here: the registry client (undici) costs ~70 ms to load, which a run of a stored image must not pay.
     const { pullImage } = await import('./pull.js');
+    o.signal?.throwIfAborted();
     const r = await pullImage(store, ref, {
       ...(o.platform ? { platform: o.platform } : {}),
       ...(o.onEvent ? { onEvent: o.onEvent } : {}),

@@ -63,9 +63,12 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
   const uid = process.geteuid?.() ?? 0;
   const stateRoot = defaultStateRoot(env, uid);
   if (stateRoot.warning) io.notice(stateRoot.warning);
-  // The steps below only read files (or pull): they overlap, a warm start is mostly waiting on small reads.
+  // These steps overlap: a pull (or a runtime's first --version) need not wait for the others.
+  // If one fails, a pull still under way is stopped rather than left to finish before we exit.
+  const abort = new AbortController();
   const imageP = ensureImage(store, req.image, {
     pull: req.pull,
+    signal: abort.signal,
     ...(req.platform ? { platform: req.platform } : {}),
     ...(io.onPullEvent ? { onEvent: io.onPullEvent } : {}),
     notice: io.notice,
@@ -88,7 +91,10 @@ export async function runImage(store: ContentStore, req: RunRequest, io: RunIo):
     return { runtime, host: { ...facts, hostname: hostname(), ...nofileHard() } };
   })();
   const stateP = StateStore.open(stateRoot.dir).then(async (s) => (await cleanupStale(s), s));
-  const [image, plan, { runtime, host }, state] = await Promise.all([imageP, planP, hostP, stateP]);
+  const [image, plan, { runtime, host }, state] = await Promise.all([imageP, planP, hostP, stateP]).catch((e: unknown) => {
+    abort.abort();
+    throw e;
+  });
   mark('host facts');
 
   const cached = await new RootfsCache(store).ensure(image, {

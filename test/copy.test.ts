@@ -91,6 +91,16 @@ describe('copyImage', () => {
     expect(r.index?.digest).toBe(idx.indexDigest);
   });
 
+  it('does nothing for a signal that was aborted before the copy began', async () => {
+    const img = await smallImage();
+    const src = new MemorySource(img.descriptor, allBlobs(img));
+    const dst = new MemorySink();
+    const ac = new AbortController();
+    ac.abort(new Error('stopped before the start'));
+    await expect(copyImage(src, dst, { signal: ac.signal })).rejects.toThrow('stopped before the start');
+    expect(src.fetched).toEqual([]);
+  });
+
   it('refuses a layer whose bytes do not match, and commits no manifest', async () => {
     const img = await smallImage();
     const bad = img.layers[1]?.digest ?? '';
