@@ -27,6 +27,9 @@ export interface EnsureImageOptions {
   notice?: (line: string) => void;
 }
 
+/** Sizes and schemas, no re-hash: the store verified the image on the way in (see store/find.ts). */
+const WARM_READ = { verify: false } as const;
+
 export async function ensureImage(store: ContentStore, ref: string, o: EnsureImageOptions): Promise<StoredImage> {
   const pull = async (): Promise<StoredImage> => {
     o.notice?.(`pulling ${ref}`);
@@ -38,11 +41,11 @@ export async function ensureImage(store: ContentStore, ref: string, o: EnsureIma
       ...(o.onEvent ? { onEvent: o.onEvent } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
     });
-    return findImage(store, r.name);
+    return findImage(store, r.name, WARM_READ);
   };
   if (o.pull === 'always') return pull();
   try {
-    return await findImage(store, ref);
+    return await findImage(store, ref, WARM_READ);
   } catch (e) {
     if (!isS2nError(e) || (e.code !== 'ENOTFOUND' && e.code !== 'EIMAGE')) throw e;
     if (o.pull === 'never') {

@@ -9,8 +9,8 @@
  * works on any build machine. Everything here is real code on made-up input,
  * so a change that breaks it fails the build.
  */
-import { createHash } from 'node:crypto';
 import { S2nError } from '../errors.js';
+import { sha256Digest } from '../oci/digest.js';
 import { parseManifestBlob, validateImageConfig } from '../oci/validate.js';
 import { MediaType } from '../oci/mediatypes.js';
 import type { Digest, ImageConfig } from '../oci/types.js';
@@ -48,7 +48,7 @@ async function parseRunLine(): Promise<Parsed> {
 
 function blob(value: object): { bytes: Buffer; digest: Digest } {
   const bytes = Buffer.from(JSON.stringify(value));
-  return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+  return { bytes, digest: sha256Digest(bytes) };
 }
 
 function readImage(): ImageConfig {

@@ -4,8 +4,8 @@
  * their canonical form (lowercase hex of the exact length): a digest is an
  * identity, so two spellings of one hash must never both be accepted.
  */
-import { createHash } from 'node:crypto';
 import { S2nError } from '../errors.js';
+import { nodeCrypto } from '../lazy-crypto.js';
 import type { Digest } from './types.js';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
@@ -51,7 +51,7 @@ export function isDigest(s: unknown): s is Digest {
 }
 
 export function sha256Digest(data: Buffer | string): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  return `sha256:${nodeCrypto().createHash('sha256').update(data).digest('hex')}`;
 }
 
 export function digestHex(d: Digest): string {

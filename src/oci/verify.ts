@@ -3,9 +3,10 @@
  * hashed and counted, so a blob is read once and never trusted before its
  * size and digest have been checked against the descriptor that named it.
  */
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { S2nError } from '../errors.js';
+import { nodeCrypto } from '../lazy-crypto.js';
 import { parseDigest, shortDigest, type DigestAlgorithm, type ParsedDigest } from './digest.js';
 import { blobKind } from './mediatypes.js';
 import type { Descriptor, Digest } from './types.js';
@@ -25,7 +26,7 @@ export interface Hasher {
 }
 
 export function createHasher(algorithm: DigestAlgorithm): Hasher {
-  const hash: Hash = createHash(algorithm);
+  const hash: Hash = nodeCrypto().createHash(algorithm);
   let bytes = 0;
   return {
     algorithm,
@@ -61,12 +62,7 @@ export class BlobCheck {
     } catch (e) {
       throw e instanceof S2nError ? e.withPrefix(`verify ${this.what}`) : e;
     }
-    if (!Number.isSafeInteger(desc.size) || desc.size < 0) {
-      throw new S2nError('ESIZE', `verify ${this.what}: declared size ${String(desc.size)} is not a byte count`, {
-        hint: 'the image is malformed; ask its publisher or try another tag',
-        context: { digest: desc.digest, expectedSize: desc.size },
-      });
-    }
+    checkByteCount(desc, this.what);
     this.hasher = createHasher(this.expected.algorithm);
   }
 
@@ -165,14 +161,48 @@ export function readVerifiedSync(read: (n: number) => Buffer, desc: Descriptor, 
   return bytes;
 }
 
+/**
+ * readVerifiedSync for content that was verified when it was stored: the
+ * size must match exactly, the digest is not recomputed. For the store's
+ * re-reads on a warm `run` (see store/find.ts).
+ */
+export function readSizedSync(read: (n: number) => Buffer, desc: Descriptor, maxBytes: number): Buffer {
+  const what = `${blobKind(desc.mediaType)} ${shortDigest(desc.digest)}`;
+  checkSmall(desc, maxBytes, what);
+  const bytes = read(desc.size + 1);
+  if (bytes.length !== desc.size) {
+    throw new S2nError('ESIZE', `verify ${what}: got ${bytes.length > desc.size ? 'at least ' : ''}${bytes.length} bytes, expected ${desc.size}`, {
+      hint: MISMATCH_HINT,
+      context: { digest: desc.digest, expectedSize: desc.size, actualSize: bytes.length },
+    });
+  }
+  return bytes;
+}
+
 /** The check for a small blob; ELIMIT before anything is read when `desc` says it is larger than `maxBytes`. */
 function smallBlobCheck(desc: Descriptor, maxBytes: number): BlobCheck {
   const check = new BlobCheck(desc);
+  checkSmall(desc, maxBytes, check.what);
+  return check;
+}
+
+/** ESIZE for a declared size that is no byte count. */
+function checkByteCount(desc: Descriptor, what: string): void {
+  if (!Number.isSafeInteger(desc.size) || desc.size < 0) {
+    throw new S2nError('ESIZE', `verify ${what}: declared size ${String(desc.size)} is not a byte count`, {
+      hint: 'the image is malformed; ask its publisher or try another tag',
+      context: { digest: desc.digest, expectedSize: desc.size },
+    });
+  }
+}
+
+/** checkByteCount, and ELIMIT for a size over `maxBytes`. */
+function checkSmall(desc: Descriptor, maxBytes: number, what: string): void {
+  checkByteCount(desc, what);
   if (desc.size > maxBytes) {
-    throw new S2nError('ELIMIT', `read ${check.what}: size ${desc.size} is over the ${maxBytes}-byte limit`, {
+    throw new S2nError('ELIMIT', `read ${what}: size ${desc.size} is over the ${maxBytes}-byte limit`, {
       hint: 'manifests and configs are small JSON documents; this image looks malformed or hostile',
       context: { digest: desc.digest, size: desc.size, limit: maxBytes },
     });
   }
-  return check;
 }

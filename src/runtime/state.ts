@@ -8,13 +8,13 @@
  * Rootless runc wants its --root under XDG_RUNTIME_DIR, and so does everything
  * here: it is per-boot state, gone after a reboot like the containers.
  */
-import { randomBytes } from 'node:crypto';
 // Synchronous: a few small files per run, and a run's start-up is the time users see (an async
 // fs call costs ~0.1-0.4 ms of thread-pool round trips, the sync one ~10-20 µs).
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { S2nError, sysCode } from '../errors.js';
+import { randomBytes } from '../lazy-crypto.js';
 import type { OwnershipMode } from '../userns/types.js';
 import type { RuntimeName } from './find.js';
 

@@ -7,6 +7,17 @@ import { Annotation } from '../oci/types.js';
 import { parseManifestBlob, validateImageConfig } from '../oci/validate.js';
 import type { ContentStore } from './store.js';
 
+/**
+ * How image metadata is read back. By default every read re-hashes the
+ * manifest and config. `verify: false` (a warm run) checks their sizes and
+ * schemas only: the store verified them when it took them in. A run
+ * trusts the unpacked rootfs cache the same way, as docker and podman trust
+ * their stores. Hashing would mean loading node:crypto, ~3 ms per start.
+ */
+export interface ReadImageOptions {
+  verify?: boolean;
+}
+
 /** One named image in the store, with its manifest and config read and validated. */
 export interface StoredImage {
   /** Names (full references) pointing at this manifest. */
@@ -26,7 +37,7 @@ const hexId = /^(sha256:)?[a-f0-9]{12,64}$/;
  * docker.io/library/alpine:latest), by full digest, or by an id prefix of
  * at least 12 hex digits (the manifest or config digest).
  */
-export async function findImage(store: ContentStore, input: string): Promise<StoredImage> {
+export async function findImage(store: ContentStore, input: string, o: ReadImageOptions = {}): Promise<StoredImage> {
   const all = await store.list();
   let matches: Array<{ name: string; descriptor: Descriptor }> = [];
   if (hexId.test(input)) {
@@ -35,7 +46,7 @@ export async function findImage(store: ContentStore, input: string): Promise<Sto
     if (matches.length === 0) {
       // Also accept the image id docker shows: the config digest.
       for (const e of all) {
-        const img = await readImage(store, e.descriptor, [e.name]);
+        const img = await readImage(store, e.descriptor, [e.name], o);
         if (digestHex(img.manifest.config.digest).startsWith(hex)) matches.push(e);
       }
     }
@@ -61,13 +72,13 @@ export async function findImage(store: ContentStore, input: string): Promise<Sto
     });
   }
   const names = all.filter((e) => e.descriptor.digest === first.descriptor.digest).map((e) => e.name);
-  return readImage(store, first.descriptor, names);
+  return readImage(store, first.descriptor, names, o);
 }
 
 /** Reads and validates one image's manifest and config from the store. */
-export async function readImage(store: ContentStore, manifestDesc: Descriptor, names: string[]): Promise<StoredImage> {
+export async function readImage(store: ContentStore, manifestDesc: Descriptor, names: string[], o: ReadImageOptions = {}): Promise<StoredImage> {
   const what = names[0] ?? manifestDesc.digest;
-  const parsed = parseManifestBlob(await store.readBlob(manifestDesc, Limits.manifestBytes), manifestDesc, { reference: what });
+  const parsed = parseManifestBlob(await store.readBlob(manifestDesc, Limits.manifestBytes, o), manifestDesc, { reference: what });
   if (parsed.kind !== 'manifest') {
     throw new S2nError('ESTORE', `read image ${what}: the stored descriptor points at an index, not a manifest`, {
       hint: 'remove it with `s2n-oci rmi` and pull it again',
@@ -75,7 +86,7 @@ export async function readImage(store: ContentStore, manifestDesc: Descriptor, n
     });
   }
   const manifest = parsed.manifest;
-  const configBytes = await store.readBlob(manifest.config, Limits.configBytes);
+  const configBytes = await store.readBlob(manifest.config, Limits.configBytes, o);
   const config = validateImageConfig(JSON.parse(configBytes.toString('utf8')) as unknown, { what: `config of ${what}` });
   const size = manifest.config.size + manifest.layers.reduce((a, l) => a + l.size, 0);
   const indexDigest = manifestDesc.annotations?.[Annotation.indexDigest];

@@ -1,9 +1,9 @@
 /** Small file-system helpers shared by the store, its locks, leases and GC. */
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { open, readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { S2nError, sysCode } from '../errors.js';
+import { randomBytes } from '../lazy-crypto.js';
 
 /** 16 hex chars: enough that two processes never pick the same temp or lock name. */
 export function randomId(): string {

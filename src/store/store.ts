@@ -25,7 +25,7 @@ import { S2nError, isS2nError, sysCode } from '../errors.js';
 import { isDigest, parseDigest, shortDigest } from '../oci/digest.js';
 import { MediaType, blobKind } from '../oci/mediatypes.js';
 import { Annotation, type Descriptor, type ImageIndex } from '../oci/types.js';
-import { BlobCheck, readVerifiedSync } from '../oci/verify.js';
+import { BlobCheck, readSizedSync, readVerifiedSync } from '../oci/verify.js';
 import type { FetchOptions, ImageSink, ImageSource, PutOptions } from '../sources/source.js';
 import { fsyncDir, privateName, readIfExists, storeIoError, writeNewFile } from './fsutil.js';
 import type { GcOptions, GcResult } from './gc.js';
@@ -259,12 +259,16 @@ export class ContentStore implements ImageSink {
     return createReadStream(path, { fd });
   }
 
-  /** The whole blob, checked against `desc`; ELIMIT if its declared size is over `maxBytes`. */
-  async readBlob(desc: Descriptor, maxBytes: number): Promise<Buffer> {
+  /**
+   * The whole blob, checked against `desc`; ELIMIT if its declared size is over `maxBytes`.
+   * `verify: false` checks the size only, for a warm run (see store/find.ts).
+   */
+  async readBlob(desc: Descriptor, maxBytes: number, o: { verify?: boolean } = {}): Promise<Buffer> {
     const path = this.blobPath(desc.digest);
     try {
       // One synchronous read, no stream: these are a few KiB, read on every start.
-      return readVerifiedSync((n) => readPrefixSync(path, n), desc, maxBytes);
+      const read = (n: number): Buffer => readPrefixSync(path, n);
+      return o.verify === false ? readSizedSync(read, desc, maxBytes) : readVerifiedSync(read, desc, maxBytes);
     } catch (e) {
       throw this.readError(e, desc.digest, path);
     }

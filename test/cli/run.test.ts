@@ -87,6 +87,22 @@ for (const c of CONFIGS) {
       expect(r.code).toBe(0);
     });
 
+    it('a warm run loads neither node:crypto nor the HTTP stack (the store verified the image when it took it in)', async () => {
+      const preload = join(sb.dir, 'modules.cjs');
+      writeFileSync(
+        preload,
+        "process.on('exit', () => process.stderr.write('s2n-modules ' + JSON.stringify(process.moduleLoadList.filter((m) => m.startsWith('NativeModule '))) + '\\n'));\n",
+        { mode: 0o644 },
+      );
+      expect((await run([BOX, 'true'])).code).toBe(0); // the rootfs is cached: what follows is warm
+      const r = await run([BOX, 'true'], { env: { NODE_OPTIONS: `--require ${preload}` } });
+      expect(r.code, r.stderr).toBe(0);
+      const line = r.stderr.split('\n').find((l) => l.startsWith('s2n-modules '));
+      const loaded = (JSON.parse(line?.slice('s2n-modules '.length) ?? '[]') as string[]).map((m) => m.slice('NativeModule '.length));
+      expect(loaded).toContain('child_process'); // the probe sees what was loaded
+      expect(loaded.filter((m) => ['crypto', 'http', 'tls', 'http2', 'zlib'].includes(m))).toEqual([]);
+    });
+
     it('combines Entrypoint and Cmd like docker: args replace Cmd, --entrypoint replaces both', async () => {
       for (const [args, out] of [
         [[EP], 'ep c1\n'],

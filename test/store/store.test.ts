@@ -217,6 +217,23 @@ describe('blobs', () => {
     await expectCode(store.readBlob(desc, 100), 'ESIZE');
   });
 
+  it('readBlob with verify: false (a warm run) checks the size and limit, not the digest', async () => {
+    const store = await ContentStore.open(root);
+    const { desc, bytes } = blob('content');
+    await store.putBytes(desc, bytes);
+    expect((await store.readBlob(desc, 100, { verify: false })).equals(bytes)).toBe(true);
+    await writeFile(store.blobPath(desc.digest), 'CONTENT'); // same size: only a re-hash would see it
+    expect((await store.readBlob(desc, 100, { verify: false })).toString()).toBe('CONTENT');
+    await expectCode(store.readBlob(desc, 100), 'EDIGEST');
+    await writeFile(store.blobPath(desc.digest), 'content and more');
+    const long = await expectCode(store.readBlob(desc, 100, { verify: false }), 'ESIZE');
+    expect(long.hint).toMatch(/pull the image again/);
+    await writeFile(store.blobPath(desc.digest), 'con');
+    await expectCode(store.readBlob(desc, 100, { verify: false }), 'ESIZE');
+    await expectCode(store.readBlob(desc, 3, { verify: false }), 'ELIMIT');
+    await expectCode(store.readBlob({ ...desc, size: -1 }, 100, { verify: false }), 'ESIZE');
+  });
+
   it('diskUsage counts blobs', async () => {
     const store = await ContentStore.open(root);
     await store.putBytes(blob('aaaa').desc, Buffer.from('aaaa'));
