@@ -55,6 +55,14 @@ interface Row {
 }
 
 const NODE_ROW = 'node -e 0';
+/**
+ * Idle time before each measured command. A runtime started right after
+ * another one runs ~10 ms faster (seen here: runc ~22 ms against ~33 ms after
+ * a pause). s2n-oci always starts its runtime after its own ~80 ms of work, so
+ * without the pause the bare-runtime rows would be measured warmer than the
+ * runtime inside s2n-oci.
+ */
+const PAUSE_MS = 150;
 
 /** Runs the CLI to completion (load, rm): output only when it fails. */
 function cliSync(prefix: string[], args: string[], env: NodeJS.ProcessEnv): string {
@@ -194,10 +202,10 @@ async function benchIn(work: string): Promise<void> {
   }
   const times = new Map<string, number[]>(rows.map((r) => [r.name, []]));
   for (let i = 0; i < runs; i++) {
-    // A fresh order every round: a runtime started right after another one starts faster (seen
-    // here: ~22 ms against ~33 ms for runc after a pause), so a fixed order would favour whichever
-    // row follows a runtime row.
+    // A fresh order every round, so drift hits every row alike.
     for (const r of shuffled(rows, i)) {
+      // The same pause before every command: none starts on what the one before left warm.
+      await new Promise((res) => setTimeout(res, PAUSE_MS));
       const m = await wall(r.argv, r.env ?? process.env);
       if (m.code !== 0) throw new Error(`${r.name} failed (exit ${m.code}): ${m.stderr.trim()}`);
       times.set(r.name, [...(times.get(r.name) ?? []), m.ms]);
