@@ -4,7 +4,7 @@
  * program.js and everything it imports) into one CommonJS file,
  * dist/src/cli/bundle.cjs, which the installed command s2n-oci.cjs loads with
  * a V8 code cache (why: see src/cli/s2n-oci.cts). Then writes that cache
- * after a training run (src/cli/warm-up.ts).
+ * after a training run (src/cli/warm-up.ts), marked as the build's.
  *
  * Left out of the bundle: the native addons (node-pty, zstd-napi), loaded
  * from node_modules when a command needs them. undici is in: its ~60 files
@@ -16,7 +16,7 @@
  * unpack worker, the vendored schemas and bundles/, stay as they are.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,7 @@ const moduleUrls = {
 
 // V8 checks a cache against the source's length only: never keep one from an earlier build.
 rmSync(`${outfile}.v8cache`, { force: true });
+rmSync(`${outfile}.v8cache.from-build`, { force: true });
 
 // The entry: the CLI, with the generated validators handed to validate.js
 // (bundled, unlike the require() by path it does otherwise; loaded on first use).
@@ -89,4 +90,6 @@ console.log(`bundle-cli: wrote ${outfile} (${Object.keys(result.metafile.inputs)
 
 // A training run writes the code cache beside the bundle.
 execFileSync(process.execPath, [join(cliDir, 's2n-oci.cjs')], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, S2N_OCI_CODE_CACHE: 'warm-up' } });
+// The first real run or scan replaces this cache with a fuller one, and removes the marker (see s2n-oci.cts).
+writeFileSync(`${outfile}.v8cache.from-build`, 'The code cache beside this file comes from the build (src/cli/warm-up.ts); the first run or scan replaces it.\n');
 console.log(`bundle-cli: wrote ${outfile}.v8cache`);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { defaultStoreRoot, ContentStore } from '../store/store.js';
+import { recordCommandRan } from './command-ran.js';
 import { reportError, type Output } from './output.js';
 
 export interface GlobalOptions {
@@ -42,6 +43,7 @@ export function action<A extends unknown[]>(
 ): (...args: unknown[]) => Promise<void> {
   return async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
+    recordCommandRan(cmd.name());
     const ctx = makeContext(cmd);
     try {
       const code = await body(ctx, ...(args.slice(0, -1) as A));

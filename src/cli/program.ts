@@ -6,9 +6,11 @@
  */
 import { buildProgram, commander } from './commands.js';
 import { mark } from '../runtime/timing.js';
+import { commandThatRan } from './command-ran.js';
 import { EXIT_RUNNER_ERROR } from './output.js';
 
-export async function main(argv: string[]): Promise<void> {
+/** Runs the command line; resolves with the name of the command whose action ran (none for help, usage errors). */
+export async function main(argv: string[]): Promise<string | undefined> {
   mark('main');
   const program = await buildProgram(argv);
   try {
@@ -17,9 +19,10 @@ export async function main(argv: string[]): Promise<void> {
     if (e instanceof commander.CommanderError) {
       // Help and --version exit 0; usage errors are runner errors, as in docker.
       process.exitCode = e.exitCode === 0 ? 0 : EXIT_RUNNER_ERROR;
-      return;
+      return undefined;
     }
     throw e;
   }
   mark('main done');
+  return commandThatRan();
 }

@@ -4,11 +4,12 @@
  * falls back to the unbundled main.js when there is no bundle. The copies
  * live in a temp dir, so the repository's own cache is never touched.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CAN_RUN_AS_USER, CLI_PATH, runCli } from '../helpers/cli.js';
+import { busyboxImage, writeImageArchive } from '../helpers/busybox-image.js';
+import { CAN_RUN_AS_USER, CLI_PATH, cliSandbox, IS_ROOT, runCli, type CliResult } from '../helpers/cli.js';
 import { runProcess } from '../helpers/process.js';
 
 const CLI_DIR = join(CLI_PATH, '..');
@@ -66,6 +67,36 @@ describe('s2n-oci.cjs, the installed command', () => {
     mkdirSync(cache); // a directory where the file would go: the write fails, whoever we run as
     expect((await version(cli)).out).toBe('0.1.0');
     expect((await version(cli)).out).toBe('0.1.0');
+  });
+
+  it.runIf(IS_ROOT)("the build's cache is replaced after the first real run, not after other commands", async () => {
+    // A copy laid out like the install (dist/src/cli beside bundles/), so the bundle finds what it needs.
+    const cliDir = join(dir, 'dist', 'src', 'cli');
+    mkdirSync(cliDir, { recursive: true });
+    for (const f of ['s2n-oci.cjs', 'bundle.cjs', 'bundle.cjs.v8cache']) copyFileSync(join(CLI_DIR, f), join(cliDir, f));
+    symlinkSync(join(CLI_DIR, '..', '..', '..', 'bundles'), join(dir, 'bundles'));
+    const entry = join(cliDir, 's2n-oci.cjs');
+    const cache = join(cliDir, 'bundle.cjs.v8cache');
+    // As the build leaves it (the repository's own marker is gone once any test has run a container).
+    const marker = `${cache}.from-build`;
+    writeFileSync(marker, 'from the build\n');
+    const built = readFileSync(cache);
+
+    const sb = cliSandbox();
+    chmodSync(sb.dir, 0o755);
+    const archive = await writeImageArchive(sb.dir, await busyboxImage(), 'localhost/launcher/box:1');
+    expect((await runCli(['load', '-i', archive], { entry })).code).toBe(0);
+    expect(existsSync(marker)).toBe(true); // load is not a run
+    expect(readFileSync(cache).equals(built)).toBe(true);
+
+    const run = (): Promise<CliResult> => runCli(['run', '--runtime', 'runc', 'localhost/launcher/box:1', 'true'], { entry, env: { S2N_OCI_TIMING: '1' } });
+    const first = await run();
+    expect(first.code, first.stderr).toBe(0);
+    expect(existsSync(marker)).toBe(false);
+    expect(readFileSync(cache).equals(built)).toBe(false);
+    const second = await run();
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toContain('code cache accepted');
   });
 
   it('without a bundle (a tsc-only build) it runs main.js beside it', async () => {
