@@ -14,6 +14,9 @@
  * - rootless `podman run --rm` of the same image (with runc: podman's default
  *   crun refuses this hybrid cgroup host) when podman works here.
  *
+ * Runtime state (every --root, s2n-oci's state, podman's runroot) is on a
+ * tmpfs when we are root, as /run and $XDG_RUNTIME_DIR are on real hosts.
+ *
  * `--cli` adds a row for any command line. Every row runs once unmeasured,
  * then the rows take turns in a new order each round, so drift on this shared
  * machine, and what one row leaves warm for the next, hit all alike.
@@ -110,14 +113,26 @@ function uidOf(user: string): number | undefined {
 async function main(): Promise<void> {
   if (!HAVE_BUSYBOX) throw new Error('needs /bin/busybox: apt-get install busybox-static');
   const work = mkdtempSync(join(tmpdir(), 's2n-bench-run-'));
+  // Runtime state (runc/crun --root, s2n-oci's state, podman's runroot) lives on a tmpfs, as /run and
+  // $XDG_RUNTIME_DIR do on real hosts; this test VM has /run on disk. Stores stay on disk.
+  const run = join(work, 'run');
+  mkdirSync(run, { mode: 0o755 });
+  let tmpfs = false;
   try {
-    await benchIn(work);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=755', 's2n-bench-run', run], { stdio: 'ignore' });
+    tmpfs = true;
+  } catch {
+    console.error('runtime state on disk (mounting a tmpfs needs root)');
+  }
+  try {
+    await benchIn(work, run, tmpfs);
   } finally {
+    if (tmpfs) execFileSync('umount', ['-l', run]);
     rmSync(work, { recursive: true, force: true });
   }
 }
 
-async function benchIn(work: string): Promise<void> {
+async function benchIn(work: string, run: string, tmpfs: boolean): Promise<void> {
   const isRoot = process.geteuid?.() === 0;
   chmodSync(work, 0o755);
   const rootfs = buildBusyboxRootfs(work);
@@ -131,7 +146,7 @@ async function benchIn(work: string): Promise<void> {
   const archive = await writeImageArchive(work, await busyboxImage(), REF);
   chmodSync(archive, 0o644);
   const rootBundle = bundle('root');
-  const state = join(work, 'state');
+  const state = join(run, 'state');
   mkdirSync(state, { mode: 0o700 });
   let n = 0;
   const rows: Row[] = [{ name: NODE_ROW, argv: [process.execPath, '-e', '0'] }];
@@ -166,22 +181,25 @@ async function benchIn(work: string): Promise<void> {
   if (uid !== undefined) {
     const u = ['setpriv', '--reuid', String(uid), '--regid', String(uid), '--init-groups', '--'];
     const xdg = join(work, 'xdg');
-    mkdirSync(xdg, { mode: 0o700 });
-    execFileSync('chown', [`${uid}:${uid}`, xdg]);
+    const xrun = join(run, 'user');
+    for (const d of [xdg, xrun]) {
+      mkdirSync(d, { mode: 0o700 });
+      execFileSync('chown', [`${uid}:${uid}`, d]);
+    }
     const ub = bundle('user', { uid, gid: uid });
-    const env = { ...process.env, HOME: xdg, XDG_RUNTIME_DIR: xdg, S2N_OCI_STATE: join(xdg, 's2n-oci') };
-    const s2nEnv = { ...env, S2N_OCI_ROOT: join(xdg, 'store'), S2N_OCI_STATE: join(xdg, 's2n-run') };
+    const env = { ...process.env, HOME: xdg, XDG_RUNTIME_DIR: xrun, S2N_OCI_STATE: join(xrun, 's2n-oci') };
+    const s2nEnv = { ...env, S2N_OCI_ROOT: join(xdg, 'store'), S2N_OCI_STATE: join(xrun, 's2n-run') };
     cliSync(u, ['load', '-i', archive], s2nEnv);
     const ours = generatedBundle(u, 'runc', s2nEnv, s2nEnv.S2N_OCI_STATE, join(xdg, 'generated'));
     // Copied as root: rootless runc needs the bundle to be the user's.
     execFileSync('chown', ['-R', `${uid}:${uid}`, ours]);
-    rows.push({ name: `runc run (rootless, ${values.user})`, argv: [...u, ...rt('runc', join(xdg, 'runc'), ub)], env });
-    rows.push({ name: `runc run, s2n-oci bundle (rootless)`, argv: [...u, ...rt('runc', join(xdg, 'runc'), ours)], env });
+    rows.push({ name: `runc run (rootless, ${values.user})`, argv: [...u, ...rt('runc', join(xrun, 'runc'), ub)], env });
+    rows.push({ name: `runc run, s2n-oci bundle (rootless)`, argv: [...u, ...rt('runc', join(xrun, 'runc'), ours)], env });
     rows.push({ name: `driver: node drive.js, runc (rootless)`, argv: [...u, process.execPath, drive, '--config', join(ub, 'config.json'), '--runtime', 'runc'], env });
     rows.push({ name: `s2n-oci run, runc (rootless, ${values.user})`, argv: s2n(u, 'runc'), env: s2nEnv, floor: { minimal: `runc run (rootless, ${values.user})`, own: 'runc run, s2n-oci bundle (rootless)' } });
     if (has('podman')) {
       // The same image archive, loaded into a private podman store of the user.
-      const pargs = ['--root', join(xdg, 'podman-root'), '--runroot', join(xdg, 'podman-run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', 'runc'];
+      const pargs = ['--root', join(xdg, 'podman-root'), '--runroot', join(xrun, 'podman-run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', 'runc'];
       const prun = [...u, 'podman', ...pargs, 'run', '--rm', '--net=host', REF, 'true'];
       try {
         execFileSync(u[0]!, [...u.slice(1), 'podman', ...pargs, 'load', '-q', '-i', archive], { env, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -221,6 +239,7 @@ async function benchIn(work: string): Promise<void> {
     const s = [...ts].sort((a, b) => a - b);
     table.push([name, median(s).toFixed(1), s[0]!.toFixed(1), s[Math.min(s.length - 1, Math.floor(s.length * 0.9))]!.toFixed(1)]);
   }
+  console.log(`runtime state on ${tmpfs ? 'a tmpfs' : 'disk'}`);
   console.log(`container start-up: \`true\` in a busybox image, ${runs} runs each (${n} runs), load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   printTable(table);
   const goal = [['s2n-oci row', 'median ms', 'target: minimal bundle', 'over', 'target: own bundle', 'over']];
