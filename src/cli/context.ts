@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { defaultStoreRoot, ContentStore } from '../store/store.js';
-import { recordCommandRan } from './command-ran.js';
+import { recordCommandRan } from './process-facts.js';
 import { reportError, type Output } from './output.js';
 
 export interface GlobalOptions {

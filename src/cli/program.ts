@@ -6,12 +6,13 @@
  */
 import { buildProgram, commander } from './commands.js';
 import { mark } from '../runtime/timing.js';
-import { commandThatRan } from './command-ran.js';
+import { commandThatRan, recordLaunch, type LaunchFacts } from './process-facts.js';
 import { EXIT_RUNNER_ERROR } from './output.js';
 
 /** Runs the command line; resolves with the name of the command whose action ran (none for help, usage errors). */
-export async function main(argv: string[]): Promise<string | undefined> {
+export async function main(argv: string[], launch?: LaunchFacts): Promise<string | undefined> {
   mark('main');
+  if (launch) recordLaunch(launch);
   const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);

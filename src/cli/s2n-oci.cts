@@ -25,10 +25,12 @@ import { Script } from 'node:vm';
 
 interface CliBundle {
   /** Resolves with the command whose action ran. */
-  main(argv: string[]): Promise<string | undefined>;
+  main(argv: string[], launch: { codeCache: CodeCacheState; cachePath: string }): Promise<string | undefined>;
   /** The build's training run for the cache (src/cli/warm-up.ts). */
   warmUp(): Promise<void>;
 }
+
+type CodeCacheState = 'accepted' | 'rejected' | 'none';
 
 /** Set by the build (scripts/bundle-cli.mjs): run warmUp() instead of the CLI, then write the cache. */
 const WARM_UP = process.env.S2N_OCI_CODE_CACHE === 'warm-up';
@@ -83,7 +85,7 @@ function refreshBuildCache(script: Script, ran: string | undefined): void {
   writeCacheAtExit(script, () => rmSync(FROM_BUILD, { force: true }));
 }
 
-function loadBundle(): { bundle: CliBundle; script: Script } {
+function loadBundle(): { bundle: CliBundle; script: Script; codeCache: CodeCacheState } {
   const cachedData = readCache();
   // latin1: the build checks the bundle is all ASCII, and latin1 skips UTF-8 decoding (~1-2 ms for 1.4 MB).
   const source = readFileSync(BUNDLE, 'latin1');
@@ -96,21 +98,21 @@ function loadBundle(): { bundle: CliBundle; script: Script } {
   const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: object, f: string, d: string) => void;
   wrapper.call(mod.exports, mod.exports, createRequire(BUNDLE), mod, BUNDLE, dirname(BUNDLE));
   if (WARM_UP || script.cachedDataRejected !== false) writeCacheAtExit(script);
+  const codeCache: CodeCacheState = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
   if (process.env.S2N_OCI_TIMING === '1') {
-    const cache = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
-    process.stderr.write(`s2n-oci timing ${performance.now().toFixed(1)} ms bundle loaded (code cache ${cache})\n`);
+    process.stderr.write(`s2n-oci timing ${performance.now().toFixed(1)} ms bundle loaded (code cache ${codeCache})\n`);
   }
   if (typeof mod.exports.main !== 'function' || typeof mod.exports.warmUp !== 'function') {
     throw new Error(`${BUNDLE} is not the CLI bundle; rebuild s2n-oci (npm run build)`);
   }
-  return { bundle: mod.exports as CliBundle, script };
+  return { bundle: mod.exports as CliBundle, script, codeCache };
 }
 
 function start(): Promise<void> {
   if (!existsSync(BUNDLE)) return import('./main.js').then(() => undefined);
-  const { bundle, script } = loadBundle();
+  const { bundle, script, codeCache } = loadBundle();
   if (WARM_UP) return bundle.warmUp();
-  return bundle.main(process.argv).then((ran) => refreshBuildCache(script, ran));
+  return bundle.main(process.argv, { codeCache, cachePath: CACHE }).then((ran) => refreshBuildCache(script, ran));
 }
 
 start().catch((e: unknown) => {

@@ -99,6 +99,27 @@ describe('s2n-oci.cjs, the installed command', () => {
     expect(second.stderr).toContain('code cache accepted');
   });
 
+  it('info reports the start-up; a rejected cache its user cannot rewrite is a problem with its fix', async () => {
+    const ok = await runCli(['info', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((JSON.parse(ok.stdout) as { startup: unknown }).startup).toMatchObject({ bundled: true, codeCache: 'accepted' });
+
+    const { cli, cache } = copyCommand();
+    writeFileSync(cache, Buffer.alloc(4096, 7));
+    const args = ['info', '--json'];
+    // As root the copy is writable (the cache is rewritten, no problem); as the test user it is not.
+    const r = CAN_RUN_AS_USER
+      ? (chmodSync(dir, 0o755), chmodSync(join(dir, 'cli'), 0o755), await runCli(args, { entry: cli, as: 'user' }))
+      : await runCli(args, { entry: cli });
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { startup: { codeCache: string; cacheWritable: boolean }; problems: Array<{ message: string; fix: string }> };
+    expect(report.startup.codeCache).toBe('rejected');
+    const problem = report.problems.find((p) => p.message.includes('code cache'));
+    if (report.startup.cacheWritable) expect(problem).toBeUndefined();
+    else expect(problem?.fix).toContain(`as the owner of ${join(dir, 'cli')}`);
+    expect(report.startup.cacheWritable).toBe(!CAN_RUN_AS_USER);
+  });
+
   it('without a bundle (a tsc-only build) it runs main.js beside it', async () => {
     const { cli } = copyCommand(false);
     writeFileSync(join(dir, 'cli', 'main.js'), "process.stdout.write('unbundled ' + process.argv.slice(2).join(' '));\n");
