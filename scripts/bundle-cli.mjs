@@ -53,6 +53,8 @@ import { providePrecompiled } from './oci/validate.js';
 ${SCHEMA_FOLDERS.map((f) => `providePrecompiled('${f}', () => require('./oci/validators.${f}.generated.cjs'));`).join('\n')}
 export { main } from './cli/program.js';
 export { warmUp } from './cli/warm-up.js';
+// Evaluated only in the worker process (esbuild makes a bundled import() lazy).
+export const unpackWorker = () => import('./unpack/worker.js').then((m) => m.runUnpackWorker());
 `;
 
 const result = await build({

@@ -28,12 +28,16 @@ interface CliBundle {
   main(argv: string[], launch: { codeCache: CodeCacheState; cachePath: string }): Promise<string | undefined>;
   /** The build's training run for the cache (src/cli/warm-up.ts). */
   warmUp(): Promise<void>;
+  /** The rootless unpack worker (src/unpack/worker.ts), which src/rootfs/build.ts starts as this command. */
+  unpackWorker(): Promise<void>;
 }
 
 type CodeCacheState = 'accepted' | 'rejected' | 'none';
 
 /** Set by the build (scripts/bundle-cli.mjs): run warmUp() instead of the CLI, then write the cache. */
 const WARM_UP = process.env.S2N_OCI_CODE_CACHE === 'warm-up';
+/** Set by src/rootfs/build.ts: this process is the unpack worker, not the CLI. */
+const UNPACK_WORKER = process.env.S2N_OCI_INTERNAL_ENTRY === 'unpack-worker';
 
 const BUNDLE = join(__dirname, 'bundle.cjs');
 const CACHE = `${BUNDLE}.v8cache`;
@@ -97,21 +101,23 @@ function loadBundle(): { bundle: CliBundle; script: Script; codeCache: CodeCache
   const mod: { exports: Partial<CliBundle> } = { exports: {} };
   const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: object, f: string, d: string) => void;
   wrapper.call(mod.exports, mod.exports, createRequire(BUNDLE), mod, BUNDLE, dirname(BUNDLE));
-  if (WARM_UP || script.cachedDataRejected !== false) writeCacheAtExit(script);
+  // The worker runs inside a user namespace, as an id the install may not belong to: it leaves the cache alone.
+  if (WARM_UP || (!UNPACK_WORKER && script.cachedDataRejected !== false)) writeCacheAtExit(script);
   const codeCache: CodeCacheState = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
   if (process.env.S2N_OCI_TIMING === '1') {
     process.stderr.write(`s2n-oci timing ${performance.now().toFixed(1)} ms bundle loaded (code cache ${codeCache})\n`);
   }
-  if (typeof mod.exports.main !== 'function' || typeof mod.exports.warmUp !== 'function') {
+  if (typeof mod.exports.main !== 'function' || typeof mod.exports.warmUp !== 'function' || typeof mod.exports.unpackWorker !== 'function') {
     throw new Error(`${BUNDLE} is not the CLI bundle; rebuild s2n-oci (npm run build)`);
   }
   return { bundle: mod.exports as CliBundle, script, codeCache };
 }
 
 function start(): Promise<void> {
-  if (!existsSync(BUNDLE)) return import('./main.js').then(() => undefined);
+  if (!existsSync(BUNDLE)) return import(UNPACK_WORKER ? '../unpack/worker-main.js' : './main.js').then(() => undefined);
   const { bundle, script, codeCache } = loadBundle();
   if (WARM_UP) return bundle.warmUp();
+  if (UNPACK_WORKER) return bundle.unpackWorker();
   return bundle.main(process.argv, { codeCache, cachePath: CACHE }).then((ran) => refreshBuildCache(script, ran));
 }
 

@@ -5,11 +5,18 @@
  * start (~7 ms). The build calls this once, then writes the cache. It goes
  * through what a warm `s2n-oci run` does in memory: parse a run command line,
  * read an image (manifest, config), plan ids, and generate and validate
- * runtime configs for root and rootless hosts. No files, no processes: it
- * works on any build machine. Everything here is real code on made-up input,
- * so a change that breaks it fails the build.
+ * runtime configs for root and rootless hosts; and what the rootless unpack
+ * worker does, which starts from the same bundle and cache: a small gzip
+ * layer applied to a temporary directory, removed afterwards. No processes,
+ * nothing outside that directory: it works on any build machine. Everything
+ * here is real code on made-up input, so a change that breaks it fails the
+ * build.
  */
 import { S2nError } from '../errors.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { sha256Digest } from '../oci/digest.js';
 import { parseManifestBlob, validateImageConfig } from '../oci/validate.js';
 import { MediaType } from '../oci/mediatypes.js';
@@ -68,7 +75,23 @@ function readImage(): ImageConfig {
   return validateImageConfig(JSON.parse(config.bytes.toString('utf8')) as unknown, { what: `config of ${REF}` });
 }
 
+/** A few entries of each kind the worker meets most, through the tar guard, gunzip and apply. */
+async function unpackLayer(): Promise<void> {
+  // Imported here: the bundle evaluates these only when the warm-up (or a command) needs them.
+  const [{ buildLayer, LayerTree, fsDir, fsFile, fsSymlink }, { unpackImage }] = await Promise.all([import('../s2n/image-builder.js'), import('../unpack/apply.js')]);
+  const tree = new LayerTree();
+  tree.addAll([fsDir('etc'), fsFile('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'), fsDir('bin'), fsFile('bin/busybox', Buffer.alloc(4096, 1), 0o755), fsSymlink('bin/sh', 'busybox')]);
+  const layer = await buildLayer(tree, 'warm-up', { mtime: new Date(0) });
+  const dir = mkdtempSync(join(tmpdir(), 's2n-warm-up-'));
+  try {
+    await unpackImage(dir, [{ diffId: layer.diffId, open: async () => Readable.from([layer.blob]) }], { ownership: 'none' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export async function warmUp(): Promise<void> {
+  await unpackLayer();
   formatReference(parseReference(REF));
   const { flags, command } = await parseRunLine();
   const image = readImage();

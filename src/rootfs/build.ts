@@ -32,13 +32,21 @@ export interface BuildOptions {
   userns?: UserNamespaceOptions;
 }
 
-/** The compiled worker: beside this module in dist/, or dist/ of the repository when running from src/ (vitest). */
-export function workerPath(): string {
+/** The environment variable that makes the installed command run the unpack worker. */
+export const WORKER_ENTRY = { S2N_OCI_INTERNAL_ENTRY: 'unpack-worker' } as const;
+
+/**
+ * What node runs as the worker (with WORKER_ENTRY in its environment): the
+ * installed command, whose bundle and code cache start it ~20 ms sooner than
+ * tsc's modules, else worker-main.js. Both live in dist/: beside this module,
+ * or in the repository's dist/ when running from src/ (vitest).
+ */
+export function workerScript(): string {
   const here = fileURLToPath(import.meta.url);
-  const sibling = join(dirname(here), '..', 'unpack', 'worker.js');
-  if (existsSync(sibling)) return sibling;
   const srcAt = here.lastIndexOf(`${sep}src${sep}`);
-  return join(here.slice(0, srcAt), 'dist', 'src', 'unpack', 'worker.js');
+  const dist = existsSync(join(dirname(here), '..', 'unpack', 'worker-main.js')) ? join(dirname(here), '..') : join(here.slice(0, srcAt), 'dist', 'src');
+  const launcher = join(dist, 'cli', 's2n-oci.cjs');
+  return existsSync(join(dist, 'cli', 'bundle.cjs')) && existsSync(launcher) ? launcher : join(dist, 'unpack', 'worker-main.js');
 }
 
 function layersOf(store: ContentStore, image: StoredImage): Array<{ path: string; diffId: Digest }> {
@@ -74,7 +82,8 @@ export async function unpackStoredImage(store: ContentStore, image: StoredImage,
 }
 
 async function runWorker(plan: IdPlan, req: WorkerRequest, opts: BuildOptions): Promise<ApplyLayerResult[]> {
-  const child = spawnInUserNamespace(plan, process.execPath, [workerPath()], { ...opts.userns, stdio: ['pipe', 'pipe', 'pipe'] });
+  const env = { ...(opts.userns?.env ?? process.env), ...WORKER_ENTRY };
+  const child = spawnInUserNamespace(plan, process.execPath, [workerScript()], { ...opts.userns, env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (s: string) => {
     if (stderr.length < 16 * 1024) stderr += s;

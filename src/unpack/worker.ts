@@ -1,6 +1,8 @@
 /**
  * The unpack worker: a separate Node process that unshare starts inside the
  * user namespace (see src/rootfs/build.ts), so its chowns land on subuids.
+ * Started as the installed command (bundle and code cache) with
+ * S2N_OCI_INTERNAL_ENTRY=unpack-worker, or as worker-main.js without a bundle.
  * It reads one JSON request on stdin, streams each layer blob straight from
  * the store (no copies), and answers with JSON lines on stdout: warnings,
  * progress, then one `done` or `error` line. Before writing anything it
@@ -63,7 +65,7 @@ async function checkMaps(req: WorkerRequest): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
+async function work(): Promise<void> {
   let text = '';
   for await (const c of process.stdin) text += String(c);
   const req = JSON.parse(text) as WorkerRequest;
@@ -83,15 +85,18 @@ async function main(): Promise<void> {
   send({ type: 'done', results });
 }
 
-main().then(
-  () => {
-    process.exitCode = 0;
-  },
-  (e: unknown) => {
-    const s = isS2nError(e)
-      ? { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), context: e.context }
-      : { code: 'EINTERNAL', message: e instanceof Error ? e.message : String(e), context: { code: (e as { code?: unknown } | null)?.code } };
-    send({ type: 'error', error: s });
-    process.exitCode = 1;
-  },
-);
+/** Reads the request on stdin, unpacks, answers on stdout; the exit code is 0 or 1 (the error is on stdout). */
+export function runUnpackWorker(): Promise<void> {
+  return work().then(
+    () => {
+      process.exitCode = 0;
+    },
+    (e: unknown) => {
+      const s = isS2nError(e)
+        ? { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), context: e.context }
+        : { code: 'EINTERNAL', message: e instanceof Error ? e.message : String(e), context: { code: (e as { code?: unknown } | null)?.code } };
+      send({ type: 'error', error: s });
+      process.exitCode = 1;
+    },
+  );
+}

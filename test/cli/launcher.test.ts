@@ -127,5 +127,11 @@ describe('s2n-oci.cjs, the installed command', () => {
     const r = await runProcess(process.execPath, [cli, 'images', '-q']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('unbundled images -q');
+    // The unpack worker likewise, from its own unbundled entry.
+    mkdirSync(join(dir, 'unpack'));
+    writeFileSync(join(dir, 'unpack', 'worker-main.js'), "process.stdout.write('unbundled worker');\n");
+    const w = await runProcess(process.execPath, [cli], { env: { ...process.env, S2N_OCI_INTERNAL_ENTRY: 'unpack-worker' } });
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.stdout).toBe('unbundled worker');
   });
 });

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { workerPath } from '../../src/rootfs/build.js';
+import { WORKER_ENTRY, workerScript } from '../../src/rootfs/build.js';
 import { parseIdMap } from '../../src/userns/ids.js';
 import { runInUserNamespace, userNamespaceArgv } from '../../src/userns/run-in-userns.js';
 import type { IdPlan } from '../../src/userns/types.js';
@@ -61,13 +61,22 @@ describe.skipIf(!CAN_RUN_AS_USER)('runInUserNamespace as an unprivileged user', 
   });
 });
 
-describe.skipIf(!IS_ROOT)('unpack worker', () => {
+describe('unpack worker', () => {
+  it('starts as the installed command (bundle and code cache) once the CLI is built', () => {
+    expect(workerScript()).toMatch(/dist\/src\/cli\/s2n-oci\.cjs$/);
+  });
+});
+
+describe.skipIf(!IS_ROOT)('unpack worker in a user namespace', () => {
   it('refuses to write when the namespace does not map ids as planned', async () => {
     await withTempDir(async (d) => {
       await mkdir(join(d, 'rootfs'));
       const req = { rootfs: join(d, 'rootfs'), layers: [], ownership: 'real', uidMappings: subid(1001, 1001).uidMappings, gidMappings: subid(1001, 1001).gidMappings };
       // As root there is no namespace: /proc/self/uid_map is the identity map, not the plan.
-      const out = await runInUserNamespace({ mode: 'root', uidMappings: [], gidMappings: [] }, process.execPath, [workerPath()], { input: JSON.stringify(req) });
+      const out = await runInUserNamespace({ mode: 'root', uidMappings: [], gidMappings: [] }, process.execPath, [workerScript()], {
+        input: JSON.stringify(req),
+        env: { ...process.env, ...WORKER_ENTRY },
+      });
       expect(out.code).toBe(1);
       expect(JSON.parse(out.stdout.trim().split('\n').pop() ?? '{}')).toMatchObject({ type: 'error', error: { message: expect.stringMatching(/uid_map is not the planned mapping/) } });
     });
