@@ -52,8 +52,8 @@ const entry = `
 import { providePrecompiled } from './oci/validate.js';
 ${SCHEMA_FOLDERS.map((f) => `providePrecompiled('${f}', () => require('./oci/validators.${f}.generated.cjs'));`).join('\n')}
 export { main } from './cli/program.js';
-export { warmUp } from './cli/warm-up.js';
-// Evaluated only in the worker process (esbuild makes a bundled import() lazy).
+// Both evaluated only in the process that uses them (esbuild makes a bundled import() lazy).
+export const warmUp = () => import('./cli/warm-up.js').then((m) => m.warmUp());
 export const unpackWorker = () => import('./unpack/worker.js').then((m) => m.runUnpackWorker());
 `;
 

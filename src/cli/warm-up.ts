@@ -12,11 +12,11 @@
  * here is real code on made-up input, so a change that breaks it fails the
  * build.
  */
-import { S2nError } from '../errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { S2nError } from '../errors.js';
 import { sha256Digest } from '../oci/digest.js';
 import { parseManifestBlob, validateImageConfig } from '../oci/validate.js';
 import { MediaType } from '../oci/mediatypes.js';
