@@ -6,9 +6,10 @@
  */
 import { execFile } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { access, constants, mkdir, rename, writeFile } from 'node:fs/promises';
-import { basename, delimiter, isAbsolute, join, resolve } from 'node:path';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { S2nError } from '../errors.js';
+import { which } from '../which.js';
 
 export type RuntimeName = 'runc' | 'crun';
 
@@ -66,7 +67,7 @@ export async function locateRuntime(o: FindRuntimeOptions = {}): Promise<{ name:
   const env = o.env ?? process.env;
   const chosen = o.name ?? (env.S2N_OCI_RUNTIME || undefined);
   if (chosen !== undefined) {
-    const path = await which(chosen, env);
+    const path = which(chosen, env);
     if (path === undefined) {
       throw new S2nError('ENOTFOUND', `find runtime ${chosen}: not found${chosen.includes('/') ? ' or not executable' : ' on PATH'}`, {
         hint: 'install it (apt-get install crun runc) or pass --runtime with the path of crun or runc',
@@ -77,7 +78,7 @@ export async function locateRuntime(o: FindRuntimeOptions = {}): Promise<{ name:
   }
   for (const name of RUNTIME_NAMES) {
     if (o.exclude?.includes(name)) continue;
-    const path = await which(name, env);
+    const path = which(name, env);
     if (path !== undefined) return { name, path, explicit: false };
   }
   throw new S2nError('ENOTFOUND', 'find runtime: neither crun nor runc is on PATH', {
@@ -97,28 +98,6 @@ export function parseVersion(text: string): { version: string; specVersion?: str
   if (!m?.[1]) return undefined;
   const spec = /^spec: (\S+)/m.exec(text)?.[1];
   return spec === undefined ? { version: m[1] } : { version: m[1], specVersion: spec };
-}
-
-export async function which(name: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
-  if (name.includes('/')) {
-    const p = resolve(name);
-    return (await isExecutable(p)) ? p : undefined;
-  }
-  for (const dir of (env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
-    if (dir === '' || !isAbsolute(dir)) continue;
-    const p = join(dir, name);
-    if (await isExecutable(p)) return p;
-  }
-  return undefined;
-}
-
-async function isExecutable(p: string): Promise<boolean> {
-  try {
-    await access(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Versions by binary (path, size, mtime): `--version` is a process start `run` need not pay each time. */
@@ -198,7 +177,7 @@ export async function findRuntime(o: FindRuntimeOptions = {}): Promise<RuntimeIn
 export async function findAllRuntimes(env: NodeJS.ProcessEnv = process.env, exec?: ExecFn): Promise<RuntimeInfo[]> {
   const out: RuntimeInfo[] = [];
   for (const name of RUNTIME_NAMES) {
-    const path = await which(name, env);
+    const path = which(name, env);
     if (path === undefined) continue;
     try {
       out.push(await probeRuntime(path, false, { features: true, ...(exec ? { exec } : {}) }));

@@ -9,7 +9,8 @@ import { join, posix } from 'node:path';
 import { S2nError } from '../errors.js';
 import type { CgroupVersion, HostFacts } from '../runtime-spec/host-facts.js';
 import type { IdPlan } from '../userns/types.js';
-import { findRuntime, locateRuntime, probeRuntime, which, type FindRuntimeOptions, type RuntimeInfo } from './find.js';
+import { which } from '../which.js';
+import { findRuntime, locateRuntime, probeRuntime, type FindRuntimeOptions, type RuntimeInfo } from './find.js';
 
 export interface CgroupFacts {
   version: CgroupVersion;
@@ -172,8 +173,8 @@ export async function probeUserns(env: NodeJS.ProcessEnv = process.env, fsRoot =
       fix: 'sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or add an AppArmor profile allowing userns for crun/runc)',
     });
   }
-  const newuidmap = await which('newuidmap', env);
-  const newgidmap = await which('newgidmap', env);
+  const newuidmap = which('newuidmap', env);
+  const newgidmap = which('newgidmap', env);
   if (newuidmap === undefined || newgidmap === undefined) {
     problems.push({ message: 'newuidmap/newgidmap not found: only a single-id mapping is possible rootless', fix: 'sudo apt-get install uidmap' });
   } else {

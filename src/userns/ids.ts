@@ -3,10 +3,10 @@
  * mappings. The runtime config uses exactly these mappings, so a rootfs built
  * under a plan and a container run under it agree on every uid.
  */
-import { accessSync, constants as fsc, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { sysCode } from '../errors.js';
+import { which } from '../which.js';
 import type { IdMapping, IdPlan } from './types.js';
 
 /** One line of /etc/subuid or /etc/subgid that applies to the user. */
@@ -99,21 +99,6 @@ async function readOrEmpty(path: string): Promise<string> {
   }
 }
 
-/** The path of `program` on $PATH if it is executable there. */
-export async function findOnPath(program: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
-  for (const dir of path.split(delimiter)) {
-    if (dir === '') continue;
-    const p = join(dir, program);
-    try {
-      accessSync(p, fsc.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
-
 export interface DetectOptions {
   subuidPath?: string;
   subgidPath?: string;
@@ -131,14 +116,10 @@ export async function detectIdPlan(opts: DetectOptions = {}): Promise<PlanResult
   } catch {
     user = opts.env?.USER ?? process.env.USER;
   }
-  const path = (opts.env ?? process.env).PATH ?? '';
-  const [subuid, subgid, nu, ng] = await Promise.all([
-    readOrEmpty(opts.subuidPath ?? '/etc/subuid'),
-    readOrEmpty(opts.subgidPath ?? '/etc/subgid'),
-    findOnPath('newuidmap', path),
-    findOnPath('newgidmap', path),
-  ]);
-  return planIds({ euid, egid, ...(user ? { user } : {}), subuid, subgid, hasNewuidmap: nu !== undefined && ng !== undefined });
+  const env = opts.env ?? process.env;
+  const [subuid, subgid] = await Promise.all([readOrEmpty(opts.subuidPath ?? '/etc/subuid'), readOrEmpty(opts.subgidPath ?? '/etc/subgid')]);
+  const hasNewuidmap = which('newuidmap', env) !== undefined && which('newgidmap', env) !== undefined;
+  return planIds({ euid, egid, ...(user ? { user } : {}), subuid, subgid, hasNewuidmap });
 }
 
 /** `/proc/PID/uid_map` text → mappings (for checking a namespace against its plan). */
