@@ -187,7 +187,17 @@ export class StateStore {
 
   /** Removes the record, bundle and log (a writable root lives in the store: see removeContainer). */
   async remove(id: string): Promise<void> {
-    rmSync(this.containerDir(id), { recursive: true, force: true, maxRetries: 3 });
+    // Whole synchronous passes (fast on a run's exit path), repeated when a detached container's
+    // reaper writes its exit file meanwhile: rmSync's own retries only retry the last rmdir.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        rmSync(this.containerDir(id), { recursive: true, force: true });
+        return;
+      } catch (e) {
+        if (sysCode(e) !== 'ENOTEMPTY' || attempt >= 5) throw e;
+        await new Promise((res) => setTimeout(res, attempt * 50));
+      }
+    }
   }
 }
 

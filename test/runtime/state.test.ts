@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { defaultStateRoot, newContainerId, processStart, StateStore, watcherAlive, type ContainerRecord } from '../../src/runtime/state.js';
 import { tempDir } from '../helpers/cli.js';
@@ -46,5 +48,22 @@ describe('state root and records', () => {
     const pid = child.pid!;
     await new Promise((r) => child.once('exit', r));
     expect(watcherAlive({ pid })).toBe(false);
+  });
+
+  it('remove finishes while another process (a detached reaper) still writes into the directory', async () => {
+    const st = await StateStore.open(tempDir('s2n-state-'));
+    const id = newContainerId();
+    const dir = st.bundleDir(id);
+    await st.prepare(id, 'busy');
+    // Files keep appearing for ~200 ms, as when a reaper writes the exit file and log during rm -f.
+    const script = 'import os,sys,time\nd,end,i=sys.argv[1],time.time()+0.2,0\nwhile time.time()<end:\n  try: open(os.path.join(d,"f%d"%i),"w").close()\n  except OSError: pass\n  i+=1\n';
+    const writer = spawn('python3', ['-c', script, join(dir, '..')]);
+    const writerDone = new Promise((r) => writer.once('exit', r));
+    while (!existsSync(join(dir, '..', 'f0'))) await new Promise((r) => setTimeout(r, 5));
+    await st.remove(id);
+    await writerDone;
+    await st.remove(id); // whatever the writer made after the first pass
+    expect(await st.read(id)).toBeUndefined();
+    expect((await st.list()).map((r) => r.id)).not.toContain(id);
   });
 });
